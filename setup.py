@@ -1,0 +1,39 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "ufop_sdk" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="ufop-sdk",
+    version=VERSION,
+    description="Write Qiniu custom data processing services (UFOP) as Python classes.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ufop_sdk", "ufop_sdk.*"]),
+    package_data={"ufop_sdk": ["templates/**/*", "templates/*/.*"]},
+    include_package_data=True,
+    install_requires=[
+        "attrs>=23.1",
+        "celery>=5.3",
+        "click>=8.1",
+        "kombu>=5.3",
+        "python-dotenv>=1.0",
+        "python-magic>=0.4.27",
+        "redis>=5.0",
+        "tornado>=6.4",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ruff>=0.5"],
+        "samples": ["Pillow>=10"],
+    },
+    entry_points={"console_scripts": ["ufop-sdk=ufop_sdk.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+    ],
+)

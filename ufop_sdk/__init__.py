@@ -1,0 +1,39 @@
+"""ufop-sdk: write Qiniu custom data processing services (UFOP) as Python classes."""
+
+from .arguments import choice, integer
+from .errors import (
+    BadRequest,
+    ConfigError,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    ProcessingTimeout,
+    ProjectError,
+    SourceError,
+    UfopError,
+    UnsupportedMediaType,
+)
+from .processor import Processor
+from .request import Request
+from .response import Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ProcessingTimeout",
+    "Processor",
+    "ProjectError",
+    "Request",
+    "Response",
+    "SourceError",
+    "UfopError",
+    "UnsupportedMediaType",
+    "__version__",
+    "choice",
+    "integer",
+]

@@ -1,0 +1,19 @@
+"""The ``ufop-sdk`` command group."""
+
+import click
+
+from .. import __version__
+from .init import init_command
+from .routes import routes_command
+from .test import test_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ufop-sdk")
+def main():
+    """Write, try and serve Qiniu custom data processing services (UFOP)."""
+
+
+main.add_command(init_command)
+main.add_command(test_command)
+main.add_command(routes_command)

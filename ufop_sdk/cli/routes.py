@@ -1,0 +1,22 @@
+"""``ufop-sdk routes``: the route table, in the order routes are tried."""
+
+import click
+
+from .common import load_project, load_settings, project_options
+
+HEADINGS = ("#", "processor", "route", "accepts", "timeout")
+
+
+@click.command("routes")
+@project_options
+def routes_command(project, app):
+    """Print the routes in the order they are tried: the first full match wins."""
+    settings = load_settings(project, app=app)
+    rows = [HEADINGS] + [
+        (str(order), route.name, route.pattern.pattern, ", ".join(route.accepts) or "*/*",
+         f"{route.timeout:g}s")
+        for order, route in enumerate(load_project(settings).routes, start=1)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADINGS))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

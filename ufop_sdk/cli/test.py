@@ -1,0 +1,104 @@
+"""``ufop-sdk test``: run a processor on a file, or on every file in a folder."""
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..media import is_textual
+from ..routing import join_cmd
+from ..runner import Runner
+from .common import EXIT_FAILED, load_project, load_settings, project_options
+
+
+@click.command("test")
+@click.argument("source", metavar="FILE", type=click.Path(exists=True, path_type=Path))
+@click.argument("cmd", required=False, default="")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the result here (a folder when FILE is a folder).")
+@click.option("--content-type", help="The Content-Type to declare for the input.")
+@project_options
+def test_command(source, cmd, output, content_type, project, app):
+    """Run CMD (without the ufop name) on FILE in-process, exactly as the server would.
+
+    \b
+      ufop-sdk test photo.jpg thumbnail/200x200 -o thumb.jpg
+      ufop-sdk test photos/ thumbnail/200x200 -o thumbs/
+    """
+    settings = load_settings(project, app=app)
+    runner = Runner(load_project(settings), debug=True)
+    full_cmd = join_cmd(settings.name, cmd)
+    if source.is_dir():
+        _test_folder(runner, full_cmd, source, output, content_type)
+    else:
+        _test_file(runner, full_cmd, source, output, content_type)
+
+
+def _run(runner, cmd, path, content_type):
+    with open(path, "rb") as buffer:
+        return runner.run(cmd, buffer, declared_content_type=content_type).response
+
+
+def _test_file(runner, cmd, path, output, content_type):
+    response = _run(runner, cmd, path, content_type)
+    if response.status >= 400:
+        _print_error(response)
+        sys.exit(EXIT_FAILED)
+    if output:
+        output.write_bytes(response.body)
+        click.echo(f"{response.status} {response.content_type}, {len(response.body)} bytes -> {output}",
+                   err=True)
+    elif is_textual(response.content_type) or not response.body:
+        _write_stdout(response.body)
+    elif sys.stdout.isatty():
+        raise click.UsageError(f"the result is binary ({response.content_type}, "
+                               f"{len(response.body)} bytes): save it with -o FILE")
+    else:
+        _write_stdout(response.body)
+
+
+def _test_folder(runner, cmd, folder, output, content_type):
+    if output is None:
+        raise click.UsageError("FILE is a folder: name an output folder with -o DIR")
+    if output.exists() and not output.is_dir():
+        raise click.UsageError(f"-o {output} is a file; with a folder as FILE it must be a folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _is_inside(p, output))
+    failures = []
+    with click.progressbar(files, label="processing", file=sys.stderr) as bar:
+        for path in bar:
+            relative = path.relative_to(folder)
+            response = _run(runner, cmd, path, content_type)
+            if response.status >= 400:
+                failures.append((relative, response))
+                continue
+            target = output / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(response.body)
+    for relative, response in failures:
+        click.echo(f"{relative}: ", err=True, nl=False)
+        _print_error(response)
+    click.echo(f"{len(files) - len(failures)} ok, {len(failures)} failed", err=True)
+    if failures:
+        sys.exit(EXIT_FAILED)
+
+
+def _print_error(response):
+    """The status and JSON error on stderr; a traceback, if any, below it as text."""
+    payload = json.loads(response.body)
+    details = payload.pop("traceback", None)
+    click.echo(f"{response.status} {json.dumps(payload, ensure_ascii=False)}", err=True)
+    if details:
+        click.echo(details.rstrip(), err=True)
+
+
+def _write_stdout(body):
+    stream = click.get_binary_stream("stdout")
+    stream.write(body)
+    if body and not body.endswith(b"\n") and sys.stdout.isatty():
+        stream.write(b"\n")
+    stream.flush()
+
+
+def _is_inside(path, folder):
+    return folder is not None and folder.resolve() in path.resolve().parents

@@ -1,0 +1,112 @@
+"""The one path every executor runs: route -> args -> accepts -> process -> Response."""
+
+import logging
+import traceback
+
+import attrs
+
+from .arguments import build_args
+from .errors import NotFound, UfopError, UnsupportedMediaType
+from .media import media_type_matches, sniff_file
+from .request import Request
+from .response import error_response, to_response
+from .routing import split_cmd
+
+log = logging.getLogger("ufop_sdk.runner")
+
+
+@attrs.frozen
+class Outcome:
+    """A request's Response and the processor that answered (None if none matched)."""
+
+    response: object
+    processor: object = None
+
+
+class Runner:
+    """Runs a loaded App's processors in this process.
+
+    Each processor is instantiated and its ``setup()`` run once, on first use
+    or by `setup_all`. With ``debug`` true, a 500's body carries the traceback
+    (``dev`` and ``test``); otherwise only the log does.
+    """
+
+    def __init__(self, app, debug=False):
+        self.app = app
+        self.debug = debug
+        self._instances = {}
+        self.setup_failures = {}
+
+    def setup_all(self):
+        """Set up every processor now; returns {processor name: failure}."""
+        for route in self.app.routes:
+            try:
+                self._instance(route)
+            except UfopError:
+                pass
+        return dict(self.setup_failures)
+
+    def health_problems(self):
+        """Why this process is unhealthy: failed setups and failing ``health()`` calls."""
+        problems = dict(self.setup_failures)
+        for route in self.app.routes:
+            if route.name in problems:
+                continue
+            try:
+                self._instance(route).health()
+            except Exception as exc:  # noqa: BLE001 - any failure is a health problem
+                problems[route.name] = f"health() failed: {type(exc).__name__}: {exc}"
+        return problems
+
+    def run(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
+        """Process one input and always return an Outcome; errors become JSON Responses."""
+        route = None
+        try:
+            name, params = split_cmd(cmd)
+            match = self.app.routes.match(params)
+            if match is None:
+                raise NotFound(f"no processor matches {params!r} (cmd {cmd!r})")
+            route = match.route
+            request = _build_request(match, buffer, cmd, name, params,
+                                     declared_content_type, url, request_id)
+            value = self._instance(route).process(request)
+            return Outcome(to_response(value, route.name), route.name)
+        except UfopError as exc:
+            return Outcome(error_response(exc, request_id), route and route.name)
+        except Exception:
+            processor = route.name if route else None
+            log.exception("request %s: processor %s raised", request_id, processor)
+            error = UfopError(f"internal error in processor {processor!r}")
+            details = traceback.format_exc() if self.debug else None
+            return Outcome(error_response(error, request_id, details), processor)
+
+    def _instance(self, route):
+        instance = self._instances.get(route.name)
+        if instance is not None:
+            return instance
+        if route.name in self.setup_failures:
+            raise UfopError(f"processor {route.name!r} is unavailable: its setup() failed")
+        try:
+            instance = route.processor()
+            instance.setup()
+        except Exception as exc:
+            log.exception("setup of processor %s failed", route.name)
+            self.setup_failures[route.name] = f"setup() failed: {type(exc).__name__}: {exc}"
+            raise UfopError(f"processor {route.name!r} is unavailable: its setup() failed") from None
+        self._instances[route.name] = instance
+        return instance
+
+
+def _build_request(match, buffer, cmd, name, params, declared_content_type, url, request_id):
+    route = match.route
+    args = build_args(route.processor.Args, match.groups)
+    content_type = sniff_file(buffer)
+    if route.accepts and not any(media_type_matches(p, content_type) for p in route.accepts):
+        raise UnsupportedMediaType(
+            f"processor {route.name!r} accepts {', '.join(route.accepts)}, got {content_type}")
+    buffer.seek(0, 2)
+    size = buffer.tell()
+    buffer.seek(0)
+    return Request(buffer=buffer, args=args, content_type=content_type, cmd=cmd, name=name,
+                   params=params, size=size, declared_content_type=declared_content_type,
+                   url=url, request_id=request_id)

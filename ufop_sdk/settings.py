@@ -1,0 +1,141 @@
+"""Settings, read once from flags, the environment and the project's ``.env``.
+
+Precedence: a command-line flag, then the process environment, then ``.env``
+in the project folder, then the default. An invalid value raises ConfigError
+naming the variable and the value.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import attrs
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+UFOP_NAME_RULE = re.compile(r"[a-z0-9_-]{5,20}")
+_FLAVOR = re.compile(r"C(?P<cores>\d+)M(?P<mem>\d+)|M(?P<mem2>\d+)C(?P<cores2>\d+)", re.IGNORECASE)
+_SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>[kmg]i?)?b?", re.IGNORECASE)
+_UNITS = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_ufop_name(text):
+    if not UFOP_NAME_RULE.fullmatch(text):
+        raise ValueError("expected 5-20 of lowercase letters, digits, '-' and '_'")
+    return text
+
+
+def parse_positive_int(text):
+    if not text.strip().isdecimal() or int(text) < 1:
+        raise ValueError("expected a positive integer")
+    return int(text)
+
+
+def parse_port(text):
+    if not text.strip().isdecimal() or not 1 <= int(text) <= 65535:
+        raise ValueError("expected a port number 1-65535")
+    return int(text)
+
+
+def parse_seconds(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return seconds
+
+
+def parse_size(text):
+    """Bytes, with an optional binary unit: ``1048576``, ``100M``, ``1GiB``."""
+    found = _SIZE.fullmatch(text.strip())
+    if not found or int(found["number"]) < 1:
+        raise ValueError("expected a positive size in bytes such as 104857600 or 100MiB")
+    unit = (found["unit"] or "")[:1].lower() or None
+    return int(found["number"]) * _UNITS[unit]
+
+
+def parse_flavor_cores(text):
+    """The core count of a flavor: ``C2M4`` and the older ``M4C2`` give 2."""
+    found = _FLAVOR.fullmatch(text.strip())
+    if not found or int(found["cores"] or found["cores2"]) < 1:
+        raise ValueError("expected a flavor such as C1M1 or M1C1")
+    return int(found["cores"] or found["cores2"])
+
+
+def parse_optional(text):
+    return text.strip() or None
+
+
+# field -> (environment variable, parser)
+ENVIRONMENT = {
+    "name": ("UFOP_NAME", parse_ufop_name),
+    "app": ("UFOP_APP", str.strip),
+    "port": ("UFOP_PORT", parse_port),
+    "workers": ("UFOP_WORKERS", parse_positive_int),
+    "cpu_count": ("CPU_COUNT", parse_positive_int),
+    "flavor_cores": ("FLAVOR", parse_flavor_cores),
+    "timeout": ("UFOP_TIMEOUT", parse_seconds),
+    "max_body_bytes": ("UFOP_MAX_BODY_BYTES", parse_size),
+    "max_source_bytes": ("UFOP_MAX_SOURCE_BYTES", parse_size),
+    "broker_url": ("UFOP_BROKER_URL", parse_optional),
+}
+
+
+@attrs.frozen
+class Settings:
+    """Everything configurable, with its default. Build it with `Settings.load`."""
+
+    project_dir: Path = Path(".")
+    name: str | None = None
+    app: str = "processors"
+    port: int = 9100
+    workers: int | None = None
+    cpu_count: int | None = None
+    flavor_cores: int | None = None
+    timeout: float = 30.0
+    max_body_bytes: int = 100 << 20
+    max_source_bytes: int = 100 << 20
+    broker_url: str | None = None
+
+    @classmethod
+    def load(cls, project_dir=".", environ=None, **flags):
+        """Read settings for the project in `project_dir`.
+
+        `environ` defaults to ``os.environ``. `flags` are command-line values by
+        field name; None means "not given". Raises ConfigError.
+        """
+        project_dir = Path(project_dir)
+        merged = dict(_read_env_file(project_dir / ".env"))
+        merged.update(os.environ if environ is None else environ)
+        values = {}
+        for field, (variable, parse) in ENVIRONMENT.items():
+            if flags.get(field) is not None:
+                values[field] = _parse(parse, str(flags[field]), f"--{field.replace('_', '-')}")
+            elif merged.get(variable) is not None:
+                values[field] = _parse(parse, merged[variable], variable)
+        return cls(project_dir=project_dir, **values)
+
+    @property
+    def concurrency(self):
+        """Worker processes: UFOP_WORKERS, else CPU_COUNT, else FLAVOR's cores, else the CPUs."""
+        for value in (self.workers, self.cpu_count, self.flavor_cores):
+            if value:
+                return value
+        return os.cpu_count() or 1
+
+
+def _read_env_file(path):
+    try:
+        return dotenv_values(path) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def _parse(parse, text, source):
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {source}: {exc}, got {text!r}") from None

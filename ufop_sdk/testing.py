@@ -1,0 +1,42 @@
+"""Helpers for a project's own tests.
+
+    from pathlib import Path
+    from ufop_sdk.testing import run
+
+    PROJECT = Path(__file__).parent.parent
+
+    def test_hello():
+        response = run("hello/qq", b"", project=PROJECT)
+        assert response.status == 200
+        assert response.body == b"hello qq"
+"""
+
+import io
+import os
+from functools import cache
+from pathlib import Path
+
+from .project import load_app
+from .routing import join_cmd
+from .runner import Runner
+from .settings import Settings
+
+
+def run(cmd, data, *, app="processors", content_type=None, project="."):
+    """Run `cmd` (without the ufop name) on `data` as the server would; return the Response.
+
+    `data` is bytes or a path to a file. Errors come back as Responses with
+    their status and JSON body, as a client would see them. The project is
+    loaded, and its processors set up, once per (app, project) in a process.
+    """
+    runner, name = _load(app, str(Path(project).resolve()))
+    full_cmd = join_cmd(name, cmd)
+    is_path = isinstance(data, (str, os.PathLike))
+    with open(data, "rb") if is_path else io.BytesIO(bytes(data)) as buffer:
+        return runner.run(full_cmd, buffer, declared_content_type=content_type).response
+
+
+@cache
+def _load(app, project):
+    settings = Settings.load(project, app=app)
+    return Runner(load_app(settings), debug=True), settings.name
