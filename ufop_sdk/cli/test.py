@@ -1,6 +1,7 @@
 """``ufop-sdk test``: run a processor on a file, or on every file in a folder."""
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def test_command(source, cmd, output, content_type, project, app):
       ufop-sdk test photo.jpg thumbnail/200x200 -o thumb.jpg
       ufop-sdk test photos/ thumbnail/200x200 -o thumbs/
     """
+    # The error's traceback is printed with its JSON; the runner's log would repeat it.
+    logging.getLogger("ufop_sdk.runner").disabled = True
     settings = load_settings(project, app=app)
     runner = Runner(load_project(settings), debug=True)
     full_cmd = join_cmd(settings.name, cmd)

@@ -1,0 +1,72 @@
+"""Fixtures shared by the tests: project folders on disk, and a small real PNG."""
+
+import itertools
+import struct
+import sys
+import zlib
+from textwrap import dedent
+
+import pytest
+
+from ufop_sdk.project import load_app
+from ufop_sdk.runner import Runner
+from ufop_sdk.settings import Settings
+
+
+@pytest.fixture
+def make_project(tmp_path):
+    """``make_project(source, env=None, **modules)`` writes a project folder and returns it.
+
+    `source` becomes ``processors.py`` (None: no such file), each keyword another
+    module (``steps="..."`` -> ``steps.py``) and `env` the ``.env``; all are dedented.
+    """
+    numbers = itertools.count(1)
+
+    def make(source=None, *, env=None, **modules):
+        folder = tmp_path / f"project{next(numbers)}"
+        folder.mkdir()
+        if source is not None:
+            modules["processors"] = source
+        for name, text in modules.items():
+            (folder / f"{name}.py").write_text(dedent(text), encoding="utf-8")
+        if env is not None:
+            (folder / ".env").write_text(dedent(env), encoding="utf-8")
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def load_runner():
+    """``load_runner(folder, app="processors", debug=False)``: the folder's Runner (``.app`` is its App).
+
+    The host environment is kept out: only the folder's ``.env`` is read.
+    """
+
+    def load(folder, app="processors", debug=False):
+        settings = Settings.load(folder, environ={}, app=app)
+        return Runner(load_app(settings), debug=debug)
+
+    return load
+
+
+@pytest.fixture(autouse=True)
+def forget_loaded_projects(tmp_path, monkeypatch):
+    """Each test starts with the sys.path and project modules it found, not the last test's."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def png():
+    """A valid 1x1 grey PNG image."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b""))
