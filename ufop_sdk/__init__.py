@@ -4,6 +4,7 @@ from .arguments import choice, integer
 from .errors import (
     BadRequest,
     ConfigError,
+    Forbidden,
     NotFound,
     Overloaded,
     PayloadTooLarge,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BadRequest",
     "ConfigError",
+    "Forbidden",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",

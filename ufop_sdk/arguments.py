@@ -22,6 +22,8 @@ def integer(low, high, default=attrs.NOTHING):
     """An attrs field taking a decimal integer string within ``low..high``."""
 
     def convert(value):
+        if value is default:
+            return value
         if isinstance(value, int):
             number = value
         elif isinstance(value, str) and value.isascii() and value.isdecimal():
@@ -54,7 +56,7 @@ def build_args(args_class, groups):
         return MappingProxyType(groups)
     try:
         return args_class(**groups)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a converter may raise anything (Decimal, dates)
         raise BadRequest(_explain(args_class, groups, exc)) from None
 
 

@@ -3,6 +3,7 @@
     Exception
     ├── UfopError                 answered to the client as JSON with .status
     │   ├── BadRequest            400  a cmd or argument the processor cannot take
+    │   ├── Forbidden             403  the source URL is refused (SSRF guard)
     │   ├── NotFound              404  no route matches the cmd
     │   ├── PayloadTooLarge       413  the input is over a size limit
     │   ├── UnsupportedMediaType  415  the sniffed type is not in `accepts`
@@ -35,6 +36,10 @@ class UfopError(Exception):
 
 class BadRequest(UfopError):
     status = 400
+
+
+class Forbidden(UfopError):
+    status = 403
 
 
 class NotFound(UfopError):

@@ -1,6 +1,7 @@
 """Loading a project: import its module and collect its processors."""
 
 import importlib
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -55,36 +56,49 @@ def collect_processors(module):
     return found
 
 
-def import_project_module(module_name, project_dir):
-    """Import `module_name` fresh from `project_dir` (which goes first on sys.path).
+# Folders this process has loaded projects from. Only the current one stays on
+# sys.path, so a module name never resolves into another project's folder.
+_project_folders = set()
+_INSTALLED = re.compile(r"[/\\\\](site|dist)-packages[/\\\\]")
 
-    A module of the same name imported earlier, from another project or
-    before an edit, is dropped first so the project's current file is used.
+
+def import_project_module(module_name, project_dir):
+    """Import `module_name` fresh from `project_dir`, which goes first on sys.path.
+
+    Modules imported earlier from a project folder, this one before an edit
+    or another project, are dropped first, so the project's current files are
+    the ones used, sibling modules included.
     """
-    folder = str(Path(project_dir).resolve())
-    if not Path(folder).is_dir():
+    folder = Path(project_dir).resolve()
+    if not folder.is_dir():
         raise ProjectError(f"project folder {folder} does not exist")
-    if folder in sys.path:
-        sys.path.remove(folder)
-    sys.path.insert(0, folder)
-    _forget_module(module_name)
+    _project_folders.add(folder)
+    _forget_project_modules(_project_folders)
+    sys.path[:] = [folder_text for folder_text in sys.path
+                   if Path(folder_text or ".").resolve() not in _project_folders]
+    sys.path.insert(0, str(folder))
     importlib.invalidate_caches()
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ProjectError(
-                f"cannot find module {module_name!r} in {folder}: create {module_name.replace('.', '/')}.py "
-                "there, or name another module with --app or UFOP_APP"
+                f"cannot find module {module_name!r} in {folder}: create "
+                f"{module_name.replace('.', '/')}.py there, or name another module with --app or UFOP_APP"
             ) from None
         raise ProjectError(_import_failure(module_name)) from exc
     except Exception as exc:
         raise ProjectError(_import_failure(module_name)) from exc
 
 
-def _forget_module(module_name):
-    for name in [n for n in sys.modules if n == module_name or n.startswith(module_name + ".")]:
-        del sys.modules[name]
+def _forget_project_modules(folders):
+    """Drop the project's own modules; never ufop_sdk or installed packages (a venv inside it)."""
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name.partition(".")[0] == "ufop_sdk" or _INSTALLED.search(path):
+            continue
+        if any(folder in Path(path).resolve().parents for folder in folders):
+            del sys.modules[name]
 
 
 def _import_failure(module_name):

@@ -12,7 +12,7 @@ JSON = "application/json"
 
 
 def _to_json_bytes(obj):
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 @attrs.define
@@ -63,6 +63,7 @@ def to_response(value, processor_name):
     if isinstance(value, Response):
         if value.content_type is None:
             value.content_type = sniff_bytes(value.body)
+        value.headers = {str(name): str(field) for name, field in value.headers.items()}
         return value
     if value is None:
         return Response(b"", 204, {}, None)

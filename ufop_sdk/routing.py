@@ -4,6 +4,7 @@ Routes are compiled once when the table is built; a cmd that matches none
 gives None, which the runner turns into NotFound.
 """
 
+import math
 import re
 import warnings
 from numbers import Real
@@ -11,7 +12,7 @@ from numbers import Real
 import attrs
 
 from .arguments import check_args_class
-from .errors import BadRequest, ProjectError
+from .errors import BadRequest, NotFound, ProjectError
 
 
 class DuplicateRouteWarning(UserWarning):
@@ -88,6 +89,14 @@ class RouteTable:
                 return RouteMatch(route, groups)
         return None
 
+    def resolve(self, cmd):
+        """The RouteMatch for a full cmd; raises BadRequest (no cmd) or NotFound."""
+        _, params = split_cmd(cmd)
+        match = self.match(params)
+        if match is None:
+            raise NotFound(f"no processor matches {params!r} (cmd {cmd!r})")
+        return match
+
     def route_named(self, name):
         """The route of the processor called `name` (its class's qualname)."""
         return self._by_name[name]
@@ -111,19 +120,20 @@ def compile_route(cls, default_timeout):
         pattern = re.compile(cls.route)
     except re.error as exc:
         raise ProjectError(f"processor {name}: invalid route regex {cls.route!r}: {exc}") from None
-    accepts = (cls.accepts,) if isinstance(cls.accepts, str) else tuple(cls.accepts or ())
-    if not all(isinstance(a, str) and "/" in a for a in accepts):
+    accepts = (cls.accepts,) if isinstance(cls.accepts, str) else cls.accepts or ()
+    if not isinstance(accepts, (tuple, list, set, frozenset)) or \
+            not all(isinstance(a, str) and "/" in a for a in accepts):
         raise ProjectError(f"processor {name}: accepts must be media-type patterns like 'image/*', "
                            f"got {cls.accepts!r}")
     timeout = default_timeout if cls.timeout is None else cls.timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, Real) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, Real) or not 0 < timeout < math.inf:
         raise ProjectError(f"processor {name}: timeout must be a positive number of seconds, "
                            f"got {cls.timeout!r}")
     if cls.Args is not None:
         problem = check_args_class(cls.Args, pattern.groupindex)
         if problem:
             raise ProjectError(f"processor {name}: {problem}")
-    return Route(cls, pattern, accepts, float(timeout))
+    return Route(cls, pattern, tuple(accepts), float(timeout))
 
 
 def _warn_on_duplicates(routes):

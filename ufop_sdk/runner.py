@@ -6,7 +6,7 @@ import traceback
 import attrs
 
 from .arguments import build_args
-from .errors import NotFound, UfopError, UnsupportedMediaType
+from .errors import UfopError, UnsupportedMediaType
 from .media import media_type_matches, sniff_file
 from .request import Request
 from .response import error_response, to_response
@@ -48,6 +48,7 @@ class Runner:
 
     def health_problems(self):
         """Why this process is unhealthy: failed setups and failing ``health()`` calls."""
+        self.setup_all()
         problems = dict(self.setup_failures)
         for route in self.app.routes:
             if route.name in problems:
@@ -59,22 +60,29 @@ class Runner:
         return problems
 
     def run(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
-        """Process one input and always return an Outcome; errors become JSON Responses."""
-        route = None
+        """Route `cmd` and process one input; always an Outcome, errors as JSON Responses."""
         try:
-            name, params = split_cmd(cmd)
-            match = self.app.routes.match(params)
-            if match is None:
-                raise NotFound(f"no processor matches {params!r} (cmd {cmd!r})")
-            route = match.route
-            request = _build_request(match, buffer, cmd, name, params,
-                                     declared_content_type, url, request_id)
-            value = self._instance(route).process(request)
-            return Outcome(to_response(value, route.name), route.name)
+            match = self.app.routes.resolve(cmd)
         except UfopError as exc:
-            return Outcome(error_response(exc, request_id), route and route.name)
+            return Outcome(error_response(exc, request_id))
+        return self.execute(match.route.name, match.groups, cmd, buffer,
+                            declared_content_type=declared_content_type, url=url, request_id=request_id)
+
+    def execute(self, processor, groups, cmd, buffer, *, declared_content_type=None, url=None,
+                request_id=None):
+        """Process one input with the processor named `processor`, its route's `groups` given.
+
+        The server routes before it hands a request over, so a worker starts
+        here. Always returns an Outcome; errors become JSON Responses.
+        """
+        try:
+            route = self.app.routes.route_named(processor)
+            request = _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id)
+            value = self._instance(route).process(request)
+            return Outcome(to_response(value, processor), processor)
+        except UfopError as exc:
+            return Outcome(error_response(exc, request_id), processor)
         except Exception:
-            processor = route.name if route else None
             log.exception("request %s: processor %s raised", request_id, processor)
             error = UfopError(f"internal error in processor {processor!r}")
             details = traceback.format_exc() if self.debug else None
@@ -97,9 +105,9 @@ class Runner:
         return instance
 
 
-def _build_request(match, buffer, cmd, name, params, declared_content_type, url, request_id):
-    route = match.route
-    args = build_args(route.processor.Args, match.groups)
+def _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id):
+    name, params = split_cmd(cmd)
+    args = build_args(route.processor.Args, groups)
     content_type = sniff_file(buffer)
     if route.accepts and not any(media_type_matches(p, content_type) for p in route.accepts):
         raise UnsupportedMediaType(

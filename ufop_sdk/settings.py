@@ -5,6 +5,7 @@ in the project folder, then the default. An invalid value raises ConfigError
 naming the variable and the value.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -65,14 +66,42 @@ def parse_flavor_cores(text):
     return int(found["cores"] or found["cores2"])
 
 
+def parse_module_name(text):
+    """A dotted module name; a trailing ``.py`` is forgiven (``processors.py``)."""
+    name = text.strip().removesuffix(".py")
+    if not all(part.isidentifier() for part in name.split(".")):
+        raise ValueError("expected a module name such as processors or mypackage.processors")
+    return name
+
+
 def parse_optional(text):
     return text.strip() or None
+
+
+def parse_networks(text):
+    """A comma-separated CIDR list; empty blocks nothing."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network such as 10.0.0.0/8 or ::1") from None
+    return tuple(networks)
+
+
+def parse_host_patterns(text):
+    """Comma-separated host names; ``*.example.com`` matches its subdomains."""
+    return tuple(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def parse_directory(text):
+    return Path(text.strip()) if text.strip() else None
 
 
 # field -> (environment variable, parser)
 ENVIRONMENT = {
     "name": ("UFOP_NAME", parse_ufop_name),
-    "app": ("UFOP_APP", str.strip),
+    "app": ("UFOP_APP", parse_module_name),
     "port": ("UFOP_PORT", parse_port),
     "workers": ("UFOP_WORKERS", parse_positive_int),
     "cpu_count": ("CPU_COUNT", parse_positive_int),
@@ -81,6 +110,14 @@ ENVIRONMENT = {
     "max_body_bytes": ("UFOP_MAX_BODY_BYTES", parse_size),
     "max_source_bytes": ("UFOP_MAX_SOURCE_BYTES", parse_size),
     "broker_url": ("UFOP_BROKER_URL", parse_optional),
+    "host": ("UFOP_HOST", str.strip),
+    "fetch_timeout": ("UFOP_FETCH_TIMEOUT", parse_seconds),
+    "blocked_networks": ("UFOP_BLOCKED_NETWORKS", parse_networks),
+    "allowed_source_hosts": ("UFOP_ALLOWED_SOURCE_HOSTS", parse_host_patterns),
+    "max_pending": ("UFOP_MAX_PENDING", parse_positive_int),
+    "grace": ("UFOP_GRACE", parse_seconds),
+    "log_dir": ("UFOP_LOG_DIR", parse_directory),
+    "spool_dir": ("UFOP_SPOOL_DIR", parse_directory),
 }
 
 
@@ -125,6 +162,11 @@ class Settings:
             if value:
                 return value
         return os.cpu_count() or 1
+
+    @property
+    def pending_limit(self):
+        """Requests admitted and not yet answered: UFOP_MAX_PENDING, else 32 per worker."""
+        return self.max_pending or 32 * self.concurrency
 
 
 def _read_env_file(path):

@@ -1,0 +1,1 @@
+"""Executors run processors away from the event loop: in a local pool or on Celery."""

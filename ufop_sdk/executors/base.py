@@ -1,0 +1,64 @@
+"""The executor interface the server uses, and what travels through it."""
+
+
+import attrs
+
+
+@attrs.frozen
+class Job:
+    """One routed request, ready to run. Only small values and one input travel.
+
+    The input is either `body` (bytes, for small inputs) or `file` (an open
+    binary file whose descriptor is handed over); never both.
+    """
+
+    cmd: str
+    processor: str
+    groups: dict
+    timeout: float
+    request_id: str
+    body: bytes | None = None
+    file: object = None
+    declared_content_type: str | None = None
+    url: str | None = None
+
+
+@attrs.frozen
+class Reply:
+    """What a processor answered, and how long the request queued and ran."""
+
+    status: int
+    content_type: str | None
+    headers: dict
+    body: bytes
+    queued_seconds: float = 0.0
+    processing_seconds: float = 0.0
+
+
+class Executor:
+    """Runs Jobs somewhere other than the event loop.
+
+        reply = await executor.submit(job)
+        assert reply.status == 200
+
+    `submit` raises Overloaded when too many requests wait, ProcessingTimeout
+    past the job's timeout, or UfopError when the worker died; a processor's
+    own errors come back as Replies with their status.
+    """
+
+    async def start(self):
+        """Start workers; returns when the executor can take jobs."""
+
+    async def submit(self, job):
+        raise NotImplementedError
+
+    async def health(self):
+        """Problems by component, e.g. ``{"Thumbnail": "setup() failed: ..."}``; empty if healthy."""
+        return {}
+
+    def describe(self):
+        """Figures for /health and /metrics, e.g. ``{"workers": 2, "busy": 1}``."""
+        return {}
+
+    async def close(self):
+        """Stop taking jobs, let running ones finish, and stop the workers."""

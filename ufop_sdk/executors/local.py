@@ -1,0 +1,287 @@
+"""The embedded executor: local worker processes supervised from the event loop.
+
+Each worker is a fresh ``python -m ufop_sdk.executors.local_worker`` joined
+to the server by a socket pair. The server sends a job only to an idle
+worker, so a processor's timeout starts when the worker gets the job. A
+worker past its timeout is killed (SIGKILL) and replaced; a worker that dies
+shows up as end-of-file on its socket, fails only the request it was running,
+and is replaced. No thread polls: every event arrives through the loop.
+"""
+
+import asyncio
+import collections
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+
+from tornado.iostream import IOStream, StreamClosedError
+
+from ..errors import Overloaded, ProcessingTimeout, UfopError
+from . import protocol
+from .base import Executor, Reply
+
+log = logging.getLogger("ufop_sdk.pool")
+
+READY_TIMEOUT = 120.0  # importing the project and running every setup()
+QUEUE_TIMEOUT = 120.0  # the longest a job waits for a free worker
+HEALTH_TIMEOUT = 5.0
+MAX_REPLY_BYTES = 1 << 32
+RESPAWN_DELAYS = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+class WorkerLost(Exception):
+    """The worker's socket closed: it died, or it was killed."""
+
+
+class Worker:
+    """One worker process and the stream to it."""
+
+    def __init__(self, command, generation):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.process = subprocess.Popen([*command, "--fd", str(child.fileno())],
+                                            pass_fds=[child.fileno()])
+        finally:
+            child.close()
+        self.stream = IOStream(parent, max_buffer_size=MAX_REPLY_BYTES)
+        self.generation = generation
+        self.timed_out = False
+        self.setup_failures = {}
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    async def ready(self):
+        """Wait for the worker to load the project; raises UfopError if it cannot."""
+        header, _ = await self._read()
+        if header["op"] == "failed":
+            raise UfopError(f"a worker cannot load the project:\n{header['error']}")
+        self.setup_failures = header["setup_failures"]
+
+    async def call(self, header, body=b"", file=None):
+        """Send one frame (a file's descriptor beside it) and return the reply (header, body)."""
+        frame = protocol.encode(header, body)
+        if file is not None:
+            sent = socket.send_fds(self.stream.socket, [frame], [file.fileno()])
+            frame = frame[sent:]
+        if frame:
+            self.stream.write(frame)
+        if body:
+            self.stream.write(body)
+        return await self._read()
+
+    async def _read(self):
+        try:
+            prefix = await self.stream.read_bytes(protocol.PREFIX.size)
+            header_length, body_length = protocol.PREFIX.unpack(prefix)
+            header = json.loads(await self.stream.read_bytes(header_length))
+            body = await self.stream.read_bytes(body_length) if body_length else b""
+        except StreamClosedError:
+            raise WorkerLost() from None
+        return header, body
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def close(self):
+        """Close the socket: an idle worker sees end-of-file and exits."""
+        self.stream.close()
+
+
+class LocalPool(Executor):
+    """A pool of `size` local workers taking at most `pending_limit` requests at once."""
+
+    def __init__(self, *, project_dir, app, size, pending_limit, default_timeout, debug=False):
+        self.command = [sys.executable, "-m", "ufop_sdk.executors.local_worker", "--project",
+                        str(project_dir), "--app", app, "--timeout", str(default_timeout)]
+        if debug:
+            self.command.append("--debug")
+        self.size = size
+        self.pending_limit = pending_limit
+        self.pending = 0
+        self.generation = 0
+        self.workers = set()
+        self.idle = collections.deque()
+        self.waiters = collections.deque()
+        self.broken = None
+        self._failures_in_a_row = 0
+        self._closing = False
+        self._tasks = set()
+
+    async def start(self):
+        await asyncio.gather(*(self._spawn(self.generation) for _ in range(self.size)))
+
+    def reload(self):
+        """Replace every worker with one that loads the project afresh (``dev``)."""
+        self.generation += 1
+        while self.idle:
+            self._retire(self.idle.pop())
+        for _ in range(self.size):
+            self._background(self._spawn(self.generation))
+
+    async def submit(self, job):
+        if self.pending >= self.pending_limit:
+            raise Overloaded(f"too many requests in progress ({self.pending_limit}); retry shortly")
+        if not self.workers and self.broken:
+            raise Overloaded(f"no worker is available: {self.broken.splitlines()[0]}")
+        self.pending += 1
+        started = time.monotonic()
+        try:
+            worker = await self._acquire()
+            queued = time.monotonic() - started
+            header, body = await self._run(worker, job)
+            return Reply(header["status"], header["content_type"], header["headers"], body,
+                         queued, time.monotonic() - started - queued)
+        finally:
+            self.pending -= 1
+
+    async def health(self):
+        problems = {}
+        if not self.workers:
+            problems["workers"] = f"no worker is running: {self.broken or 'starting'}"
+        for worker in self.workers:
+            problems.update(worker.setup_failures)
+        if self.idle and not problems:
+            problems.update(await self._processor_health(self.idle.pop()))
+        return problems
+
+    def describe(self):
+        return {"workers": len(self.workers), "busy": len(self.workers) - len(self.idle),
+                "pending": self.pending, "size": self.size}
+
+    async def close(self):
+        self._closing = True
+        for waiter in self.waiters:
+            waiter.cancel()
+        for worker in list(self.workers):
+            self._retire(worker)
+        await asyncio.gather(*(asyncio.to_thread(_reap, worker) for worker in list(self.workers)))
+        self.workers.clear()
+
+    async def _run(self, worker, job):
+        timer = asyncio.get_running_loop().call_later(job.timeout, self._time_out, worker)
+        header = {"op": "run", "cmd": job.cmd, "processor": job.processor, "groups": job.groups,
+                  "request_id": job.request_id, "declared_content_type": job.declared_content_type,
+                  "url": job.url}
+        try:
+            reply = await worker.call(header, job.body or b"", job.file)
+        except WorkerLost:
+            self._lose(worker)
+            if worker.timed_out:
+                raise ProcessingTimeout(f"processor {job.processor!r} ran past its timeout of "
+                                        f"{job.timeout:g}s") from None
+            raise UfopError(f"the worker running processor {job.processor!r} died") from None
+        finally:
+            timer.cancel()
+        self._release(worker)
+        return reply
+
+    async def _processor_health(self, worker):
+        try:
+            header, _ = await asyncio.wait_for(worker.call({"op": "health"}), HEALTH_TIMEOUT)
+        except asyncio.TimeoutError:
+            self._time_out(worker)
+            return {"workers": f"a worker did not answer the health check within {HEALTH_TIMEOUT:g}s"}
+        except WorkerLost:
+            self._lose(worker)
+            return {}
+        self._release(worker)
+        return header["problems"]
+
+    async def _acquire(self):
+        if self.idle:
+            return self.idle.pop()
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, QUEUE_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise Overloaded(f"no worker became free within {QUEUE_TIMEOUT:g}s") from None
+
+    def _release(self, worker):
+        if self._closing or worker.generation != self.generation:
+            self._retire(worker)
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self.idle.append(worker)
+
+    def _time_out(self, worker):
+        worker.timed_out = True
+        log.warning("worker %s ran past its timeout: killing it", worker.pid)
+        worker.kill()
+
+    def _lose(self, worker):
+        """A worker died or was killed: forget it, reap it, start another."""
+        self.workers.discard(worker)
+        worker.close()
+        worker.kill()
+        self._background(asyncio.to_thread(_reap, worker))
+        if not worker.timed_out:
+            log.error("worker %s died (exit code %s)", worker.pid, worker.process.poll())
+        if not self._closing and worker.generation == self.generation:
+            self._background(self._spawn(self.generation))
+
+    def _retire(self, worker):
+        self.workers.discard(worker)
+        worker.close()
+
+    async def _spawn(self, generation):
+        delay = RESPAWN_DELAYS[min(self._failures_in_a_row, len(RESPAWN_DELAYS) - 1)]
+        if delay:
+            await asyncio.sleep(delay)
+        if self._closing or generation != self.generation:
+            return
+        try:
+            worker = Worker(self.command, generation)
+        except OSError as exc:
+            self._spawn_failed(generation, f"cannot start a worker: {exc}")
+            return
+        try:
+            await asyncio.wait_for(worker.ready(), READY_TIMEOUT)
+        except (UfopError, WorkerLost, asyncio.TimeoutError) as exc:
+            worker.close()
+            worker.kill()
+            await asyncio.to_thread(_reap, worker)
+            reason = str(exc) if isinstance(exc, UfopError) else \
+                f"a worker exited while starting (exit code {worker.process.poll()})"
+            self._spawn_failed(generation, reason)
+            return
+        if self._closing or generation != self.generation:
+            self._retire(worker)
+            return
+        self._failures_in_a_row = 0
+        self.broken = None
+        self.workers.add(worker)
+        self._release(worker)
+
+    def _spawn_failed(self, generation, reason):
+        log.error("%s", reason)
+        self.broken = reason
+        self._failures_in_a_row += 1
+        for waiter in self.waiters:
+            if not self.workers and not waiter.done():
+                waiter.set_exception(Overloaded(f"no worker is available: {reason.splitlines()[0]}"))
+        self.waiters.clear() if not self.workers else None
+        self._background(self._spawn(generation))
+
+    def _background(self, coroutine):
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _reap(worker, timeout=5.0):
+    try:
+        worker.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.process.wait()

@@ -1,0 +1,139 @@
+"""Getting a request's input from its ``url``: a bounded fetch behind an SSRF guard."""
+
+import ipaddress
+import time
+from fnmatch import fnmatchcase
+from urllib.parse import urljoin, urlsplit
+
+import attrs
+from tornado.httpclient import HTTPRequest
+from tornado.netutil import DefaultLoopResolver, Resolver
+from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
+
+from .errors import BadRequest, Forbidden, PayloadTooLarge, ProcessingTimeout, SourceError, UfopError
+from .spool import Spool
+
+MAX_REDIRECTS = 3
+REDIRECTS = (301, 302, 303, 307, 308)
+
+# What `serve` refuses to fetch from unless UFOP_BLOCKED_NETWORKS says otherwise:
+# this host, link-local (169.254.169.254 is the cloud metadata service) and
+# "this network", with the IPv4-mapped IPv6 forms of each.
+DEFAULT_BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "::1/128", "fe80::/10", "::/128",
+    "::ffff:127.0.0.0/104", "::ffff:169.254.0.0/112", "::ffff:0.0.0.0/104",
+))
+
+
+@attrs.frozen
+class SourcePolicy:
+    """What may be fetched: blocked networks, allowed host names, size and time limits."""
+
+    blocked_networks: tuple = DEFAULT_BLOCKED_NETWORKS
+    allowed_hosts: tuple = ()
+    max_bytes: int = 100 << 20
+    timeout: float = 20.0
+    spool_dir: object = None
+
+    def is_blocked(self, address):
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        candidates = [ip] + ([ip.ipv4_mapped] if getattr(ip, "ipv4_mapped", None) else [])
+        return any(c in network for c in candidates for network in self.blocked_networks
+                   if c.version == network.version)
+
+    def check_url(self, url):
+        """Raise BadRequest for a non-HTTP URL, Forbidden for a host not allowed."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadRequest(f"url must be an http or https URL, got {url!r}")
+        host = parts.hostname.lower()
+        if self.allowed_hosts and not any(fnmatchcase(host, p) for p in self.allowed_hosts):
+            raise Forbidden(f"source host {host!r} is not in UFOP_ALLOWED_SOURCE_HOSTS")
+
+
+class GuardedResolver(Resolver):
+    """Resolves with the default resolver and drops blocked addresses.
+
+    Checking at connect time, on the address actually used, is what stops a
+    name that resolves to 127.0.0.1 and a redirect to an internal host alike.
+    """
+
+    def initialize(self, policy):
+        self.policy = policy
+        self.resolver = DefaultLoopResolver()
+
+    async def resolve(self, host, port, family=0):
+        addresses = await self.resolver.resolve(host, port, family)
+        allowed = [entry for entry in addresses if not self.policy.is_blocked(entry[1][0])]
+        if not allowed:
+            raise Forbidden(f"source host {host!r} resolves to a blocked address "
+                            f"({addresses[0][1][0]}); see UFOP_BLOCKED_NETWORKS")
+        return allowed
+
+
+@attrs.frozen
+class Fetched:
+    spool: Spool
+    content_type: object
+
+
+class SourceFetcher:
+    """Downloads sources into Spools. One per server process; reuse it."""
+
+    def __init__(self, policy, max_clients=64):
+        self.policy = policy
+        self.client = SimpleAsyncHTTPClient(force_instance=True, resolver=GuardedResolver(policy=policy),
+                                            max_clients=max_clients,
+                                            max_body_size=policy.max_bytes + 1)
+
+    async def fetch(self, url):
+        """Fetch `url` within the policy; returns Fetched. Raises a UfopError."""
+        deadline = time.monotonic() + self.policy.timeout
+        spool = Spool(self.policy.max_bytes, self.policy.spool_dir, what="source")
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                self.policy.check_url(url)
+                response = await self._fetch_once(url, spool, deadline)
+                location = response.headers.get("Location")
+                if response.code in REDIRECTS and location:
+                    url = urljoin(url, location)
+                    spool.reset()
+                    continue
+                if not 200 <= response.code < 300:
+                    raise SourceError(f"the source answered {response.code} {response.reason}")
+                return Fetched(spool, response.headers.get("Content-Type"))
+            raise SourceError(f"the source redirected more than {MAX_REDIRECTS} times")
+        except BaseException:
+            spool.close()
+            raise
+
+    async def _fetch_once(self, url, spool, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProcessingTimeout(f"fetching the source took over {self.policy.timeout:g}s")
+        request = HTTPRequest(url, follow_redirects=False, connect_timeout=remaining,
+                              request_timeout=remaining, streaming_callback=spool.write,
+                              header_callback=self._check_length, decompress_response=True)
+        response = await self.client.fetch(request, raise_error=False)
+        if response.code == 599:
+            raise _fetch_error(response.error, url, self.policy.timeout)
+        return response
+
+    def _check_length(self, line):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdecimal():
+            if int(value) > self.policy.max_bytes:
+                raise PayloadTooLarge(f"the source is {int(value)} bytes, over the limit of "
+                                      f"{self.policy.max_bytes} bytes")
+
+    def close(self):
+        self.client.close()
+
+
+def _fetch_error(error, url, timeout):
+    if isinstance(error, UfopError):
+        return error
+    if isinstance(error, HTTPTimeoutError):
+        return ProcessingTimeout(f"fetching the source took over {timeout:g}s")
+    host = urlsplit(url).hostname
+    return SourceError(f"cannot fetch the source from {host}: {error or 'connection failed'}")
