@@ -22,10 +22,12 @@ setup(
         "celery>=5.3",
         "click>=8.1",
         "kombu>=5.3",
+        "prometheus-client>=0.17",
         "python-dotenv>=1.0",
         "python-magic>=0.4.27",
         "redis>=5.0",
         "tornado>=6.4",
+        "watchfiles>=0.21",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff>=0.5"],

@@ -23,6 +23,7 @@ class UfopError(Exception):
     """An error with an HTTP status and a message safe to show the client."""
 
     status = 500
+    headers = {}  # extra response headers, e.g. Retry-After
 
     def __init__(self, message, status=None):
         super().__init__(message)
@@ -60,6 +61,7 @@ class SourceError(UfopError):
 
 class Overloaded(UfopError):
     status = 503
+    headers = {"Retry-After": "1"}
 
 
 class ProcessingTimeout(UfopError):

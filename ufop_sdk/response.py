@@ -24,7 +24,8 @@ class Response:
     """
 
     body: bytes = attrs.field(default=b"", validator=attrs.validators.instance_of(bytes), repr=False)
-    status: int = 200
+    status: int = attrs.field(default=200, validator=[attrs.validators.instance_of(int),
+                                                      attrs.validators.ge(100), attrs.validators.le(599)])
     headers: dict = attrs.field(factory=dict)
     content_type: str | None = None
 
@@ -48,7 +49,8 @@ def error_response(error, request_id=None, traceback=None):
     payload = {"error": error.message, "request_id": request_id}
     if traceback:
         payload["traceback"] = traceback
-    return Response.json(payload, status=error.status)
+    status = error.status if 400 <= error.status <= 599 else 500
+    return Response.json(payload, status=status, headers=error.headers)
 
 
 def to_response(value, processor_name):

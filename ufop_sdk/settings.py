@@ -136,6 +136,15 @@ class Settings:
     max_body_bytes: int = 100 << 20
     max_source_bytes: int = 100 << 20
     broker_url: str | None = None
+    host: str = "0.0.0.0"
+    fetch_timeout: float = 20.0
+    # None: the command's default (serve blocks internal networks, dev nothing)
+    blocked_networks: tuple | None = None
+    allowed_source_hosts: tuple = ()
+    max_pending: int | None = None
+    grace: float = 30.0
+    log_dir: Path | None = None
+    spool_dir: Path | None = None
 
     @classmethod
     def load(cls, project_dir=".", environ=None, **flags):
@@ -145,7 +154,7 @@ class Settings:
         field name; None means "not given". Raises ConfigError.
         """
         project_dir = Path(project_dir)
-        merged = dict(_read_env_file(project_dir / ".env"))
+        merged = dict(read_env_file(project_dir))
         merged.update(os.environ if environ is None else environ)
         values = {}
         for field, (variable, parse) in ENVIRONMENT.items():
@@ -169,7 +178,9 @@ class Settings:
         return self.max_pending or 32 * self.concurrency
 
 
-def _read_env_file(path):
+def read_env_file(project_dir):
+    """The variables in the project's ``.env`` ({} without one); raises ConfigError."""
+    path = Path(project_dir) / ".env"
     try:
         return dotenv_values(path) if path.is_file() else {}
     except (OSError, UnicodeDecodeError) as exc:

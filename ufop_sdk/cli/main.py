@@ -3,8 +3,10 @@
 import click
 
 from .. import __version__
+from .dev import dev_command
 from .init import init_command
 from .routes import routes_command
+from .serve import serve_command
 from .test import test_command
 
 
@@ -17,3 +19,5 @@ def main():
 main.add_command(init_command)
 main.add_command(test_command)
 main.add_command(routes_command)
+main.add_command(serve_command)
+main.add_command(dev_command)

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import time
 from tornado.iostream import IOStream, StreamClosedError
 
 from ..errors import Overloaded, ProcessingTimeout, UfopError
+from ..settings import read_env_file
 from . import protocol
 from .base import Executor, Reply
 
@@ -39,11 +41,11 @@ class WorkerLost(Exception):
 class Worker:
     """One worker process and the stream to it."""
 
-    def __init__(self, command, generation):
+    def __init__(self, command, environment, generation):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen([*command, "--fd", str(child.fileno())],
-                                            pass_fds=[child.fileno()])
+                                            pass_fds=[child.fileno()], env=environment)
         finally:
             child.close()
         self.stream = IOStream(parent, max_buffer_size=MAX_REPLY_BYTES)
@@ -94,15 +96,11 @@ class Worker:
 
 
 class LocalPool(Executor):
-    """A pool of `size` local workers taking at most `pending_limit` requests at once."""
+    """A pool of workers for the project `settings` describe; see `configure`."""
 
-    def __init__(self, *, project_dir, app, size, pending_limit, default_timeout, debug=False):
-        self.command = [sys.executable, "-m", "ufop_sdk.executors.local_worker", "--project",
-                        str(project_dir), "--app", app, "--timeout", str(default_timeout)]
-        if debug:
-            self.command.append("--debug")
-        self.size = size
-        self.pending_limit = pending_limit
+    def __init__(self, settings, debug=False):
+        self.debug = debug
+        self.configure(settings)
         self.pending = 0
         self.generation = 0
         self.workers = set()
@@ -113,11 +111,26 @@ class LocalPool(Executor):
         self._closing = False
         self._tasks = set()
 
+    def configure(self, settings):
+        """Take the worker count, limits, project and environment from `settings`.
+
+        Workers get the project's ``.env`` in their environment, under the
+        process's own, so processors can read their own variables.
+        """
+        self.command = [sys.executable, "-m", "ufop_sdk.executors.local_worker", "--project",
+                        str(settings.project_dir), "--app", settings.app, "--timeout", str(settings.timeout)]
+        if self.debug:
+            self.command.append("--debug")
+        self.environment = {**read_env_file(settings.project_dir), **os.environ}
+        self.size = settings.concurrency
+        self.pending_limit = settings.pending_limit
+
     async def start(self):
         await asyncio.gather(*(self._spawn(self.generation) for _ in range(self.size)))
 
-    def reload(self):
+    def reload(self, settings):
         """Replace every worker with one that loads the project afresh (``dev``)."""
+        self.configure(settings)
         self.generation += 1
         while self.idle:
             self._retire(self.idle.pop())
@@ -241,7 +254,7 @@ class LocalPool(Executor):
         if self._closing or generation != self.generation:
             return
         try:
-            worker = Worker(self.command, generation)
+            worker = Worker(self.command, self.environment, generation)
         except OSError as exc:
             self._spawn_failed(generation, f"cannot start a worker: {exc}")
             return

@@ -1,0 +1,65 @@
+"""``ufop-sdk dev``: the same server, reloading when the project changes."""
+
+import logging
+
+import click
+import watchfiles
+
+from ..errors import ConfigError, ProjectError
+from ..project import load_app
+from ..settings import Settings
+from . import serving
+from .common import load_settings, project_options
+
+log = logging.getLogger("ufop_sdk.dev")
+
+# watchfiles waits 1.6 s for changes to settle by default; a save is one change.
+DEBOUNCE_MS = 50
+STEP_MS = 20
+
+
+@click.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=None, help="Port [default: UFOP_PORT, else 9100].")
+@click.option("--workers", type=int, default=None, help="Worker processes [default: as serve].")
+@project_options
+def dev_command(host, port, workers, project, app):
+    """Serve the project and reload it whenever a .py file or .env changes.
+
+    A project that fails to load is answered with a 500 carrying the error and
+    its traceback until it is fixed. Errors carry tracebacks, and sources may
+    be fetched from any address (UFOP_BLOCKED_NETWORKS to change that).
+    """
+    flags = {"app": app, "host": host, "port": port, "workers": workers}
+    settings = load_settings(project, **flags)
+    loaded, error = _try_load(settings)
+
+    def background(service):
+        service.load_error = error
+        return [_reload_on_change(service, project, flags)]
+
+    serving.run(settings, loaded, debug=True, default_blocked=(), background=background)
+
+
+def _try_load(settings):
+    try:
+        return load_app(settings), None
+    except ProjectError as exc:
+        log.error("%s", exc)
+        return None, str(exc)
+
+
+async def _reload_on_change(service, project, flags):
+    watch_filter = watchfiles.PythonFilter(extra_extensions=(".env",))
+    async for changes in watchfiles.awatch(project, watch_filter=watch_filter, debounce=DEBOUNCE_MS,
+                                           step=STEP_MS):
+        log.info("reloading: %s", ", ".join(sorted({path for _, path in changes})))
+        try:
+            settings = Settings.load(project, **flags)
+        except ConfigError as exc:
+            service.app, service.load_error = None, str(exc)
+            continue
+        service.app, service.load_error = _try_load(settings)
+        if service.app is not None:
+            service.settings = settings
+            service.executor.reload(settings)

@@ -1,0 +1,23 @@
+"""``ufop-sdk serve``: the production server on the embedded executor."""
+
+import click
+
+from ..source import DEFAULT_BLOCKED_NETWORKS
+from . import serving
+from .common import load_project, load_settings, project_options
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Address to listen on [default: UFOP_HOST, else 0.0.0.0].")
+@click.option("--port", type=int, default=None, help="Port [default: UFOP_PORT, else 9100].")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes [default: UFOP_WORKERS, CPU_COUNT, FLAVOR, else the CPUs].")
+@project_options
+def serve_command(host, port, workers, project, app):
+    """Serve POST /handler, GET /health and GET /metrics for the platform.
+
+    Sources fetched from a url may not resolve to loopback, link-local or
+    0.0.0.0/8 addresses unless UFOP_BLOCKED_NETWORKS says otherwise.
+    """
+    settings = load_settings(project, app=app, host=host, port=port, workers=workers)
+    serving.run(settings, load_project(settings), debug=False, default_blocked=DEFAULT_BLOCKED_NETWORKS)

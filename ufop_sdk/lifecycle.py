@@ -1,0 +1,62 @@
+"""Running a server process: listen, start the executor, stop gracefully on SIGTERM.
+
+The ``ufop-sdk serve`` process runs the event loop itself, so it is the PID
+Docker signals. SIGTERM (or Ctrl-C) stops accepting connections, lets
+requests in flight finish within the grace period, then stops the workers.
+"""
+
+import asyncio
+import logging
+import signal
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+
+from .logs import FLUSH_SECONDS
+from .server import make_application
+
+log = logging.getLogger("ufop_sdk.server")
+
+IDLE_CONNECTION_SECONDS = 60  # a keep-alive connection with no request
+BODY_SECONDS = 600  # reading one request body
+MAX_HEADER_BYTES = 64 << 10
+
+
+async def run_server(service, host, port, *, access_handler=None, background=()):
+    """Serve until SIGTERM or SIGINT; returns once everything has stopped.
+
+    `background` are coroutines to run alongside (the dev reloader). Raises
+    OSError when the port cannot be bound.
+    """
+    server = HTTPServer(make_application(service), idle_connection_timeout=IDLE_CONNECTION_SECONDS,
+                        body_timeout=BODY_SECONDS, max_header_size=MAX_HEADER_BYTES,
+                        # /handler enforces its own limit and answers 413 in JSON.
+                        max_body_size=1 << 62, decompress_request=False)
+    server.listen(port, host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    flusher = PeriodicCallback(access_handler.flush, FLUSH_SECONDS * 1000) if access_handler else None
+    if flusher:
+        flusher.start()
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in background]
+    starting = asyncio.ensure_future(service.executor.start())
+    log.info("serving on http://%s:%s with %s", host, port, type(service.executor).__name__)
+    await stop.wait()
+    log.info("stopping: no new connections; waiting up to %gs for %d requests in flight",
+             service.settings.grace, service.in_flight)
+    server.stop()
+    try:
+        await asyncio.wait_for(service.idle.wait(), service.settings.grace)
+    except asyncio.TimeoutError:
+        log.warning("grace period over with %d requests in flight", service.in_flight)
+    for task in [*tasks, starting]:
+        task.cancel()
+    await server.close_all_connections()
+    await service.executor.close()
+    service.fetcher.close()
+    if flusher:
+        flusher.stop()
+        access_handler.flush()
+    log.info("stopped")
