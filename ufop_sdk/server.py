@@ -119,9 +119,9 @@ class JsonHandler(RequestHandler):
             self.set_header("Content-Type", response.content_type)
         else:
             self.clear_header("Content-Type")
-        body = b"" if response.status in (204, 304) else response.body
-        self.set_header("Content-Length", len(body))
-        self.write(body)
+        if response.status not in (204, 304):
+            self.set_header("Content-Length", len(response.body))
+            self.write(response.body)
 
     def log_exception(self, typ, value, tb):
         status = getattr(value, "status_code", None) or getattr(value, "status", 500)
