@@ -22,7 +22,7 @@ BODY_SECONDS = 600  # reading one request body
 MAX_HEADER_BYTES = 64 << 10
 
 
-async def run_server(service, host, port, *, access_handler=None, background=()):
+async def run_server(service, host, port, *, background=()):
     """Serve until SIGTERM or SIGINT; returns once everything has stopped.
 
     `background` are coroutines to run alongside (the dev reloader). Raises
@@ -37,9 +37,8 @@ async def run_server(service, host, port, *, access_handler=None, background=())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    flusher = PeriodicCallback(access_handler.flush, FLUSH_SECONDS * 1000) if access_handler else None
-    if flusher:
-        flusher.start()
+    flusher = PeriodicCallback(service.access_log.flush, FLUSH_SECONDS * 1000)
+    flusher.start()
     tasks = [asyncio.ensure_future(coroutine) for coroutine in background]
     starting = asyncio.ensure_future(service.executor.start())
     log.info("serving on http://%s:%s with %s", host, port, type(service.executor).__name__)
@@ -56,7 +55,6 @@ async def run_server(service, host, port, *, access_handler=None, background=())
     await server.close_all_connections()
     await service.executor.close()
     service.fetcher.close()
-    if flusher:
-        flusher.stop()
-        access_handler.flush()
+    flusher.stop()
+    service.access_log.flush()
     log.info("stopped")

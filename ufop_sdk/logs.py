@@ -1,68 +1,60 @@
 """Logging for the server: one JSON line per request, and the library's own messages.
 
-Lines go to stderr, and to ``<UFOP_LOG_DIR>/ufop.log`` when that is set (the
-platform collects both). Request lines are buffered and flushed often, since a
-write per request is a system call per request.
+Both go to stderr, and to ``<UFOP_LOG_DIR>/ufop.log`` when that is set (the
+platform collects both). Request lines are buffered and written together a
+few times a second, since a write per request is a system call per request.
 """
 
 import json
 import logging
 import logging.handlers
 import sys
+import time
 
-access_log = logging.getLogger("ufop_sdk.access")
+FLUSH_SECONDS = 0.25
+BUFFERED_LINES = 512
 
-FLUSH_SECONDS = 0.5
-BUFFERED_LINES = 256
+
+class AccessLog:
+    """Buffered JSON lines, one per request; `flush` writes them out."""
+
+    def __init__(self, streams):
+        self.streams = streams
+        self.lines = []
+
+    def write(self, **fields):
+        self.lines.append(json.dumps({"time": round(time.time(), 3), **fields}, ensure_ascii=False,
+                                     separators=(",", ":")))
+        if len(self.lines) >= BUFFERED_LINES:
+            self.flush()
+
+    def flush(self):
+        if not self.lines:
+            return
+        text = "\n".join(self.lines) + "\n"
+        self.lines = []
+        for stream in self.streams:
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or full log must not fail requests
 
 
 def configure_logging(log_dir=None, level=logging.INFO):
-    """Send ufop_sdk's logs to stderr (and a file); returns the handler to flush periodically."""
-    targets = [logging.StreamHandler(sys.stderr)]
+    """Send ufop_sdk's messages to stderr (and a file); returns the AccessLog for requests."""
+    streams = [sys.stderr]
+    handlers = [logging.StreamHandler(sys.stderr)]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        targets.append(logging.handlers.WatchedFileHandler(log_dir / "ufop.log", encoding="utf-8"))
+        log_file = open(log_dir / "ufop.log", "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+        streams.append(log_file)
+        handlers.append(logging.StreamHandler(log_file))
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    for target in targets:
-        target.setFormatter(formatter)
+    for handler in handlers:
+        handler.setFormatter(formatter)
     library = logging.getLogger("ufop_sdk")
-    library.handlers[:] = targets
+    library.handlers[:] = handlers
     library.setLevel(level)
     library.propagate = False
-    buffered = logging.handlers.MemoryHandler(BUFFERED_LINES, flushLevel=logging.ERROR,
-                                              target=_Fanout(targets), flushOnClose=True)
-    access_log.handlers[:] = [buffered]
-    access_log.propagate = False
-    return buffered
-
-
-def log_request(**fields):
-    """One line per request: id, cmd, processor, status, bytes and milliseconds per stage."""
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info("%s", _Line(fields))
-
-
-class _Line:
-    """Formats lazily: the JSON is built only when the line is written."""
-
-    __slots__ = ("fields",)
-
-    def __init__(self, fields):
-        self.fields = fields
-
-    def __str__(self):
-        return json.dumps(self.fields, ensure_ascii=False, separators=(",", ":"))
-
-
-class _Fanout(logging.Handler):
-    def __init__(self, targets):
-        super().__init__()
-        self.targets = targets
-
-    def emit(self, record):
-        for target in self.targets:
-            target.handle(record)
-
-    def flush(self):
-        for target in self.targets:
-            target.flush()
+    return AccessLog(streams)

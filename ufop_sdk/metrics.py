@@ -14,6 +14,7 @@ class Metrics:
 
     def __init__(self, describe_executor):
         self.registry = CollectorRegistry()
+        self._request_counters = {}
         self.requests = Counter("ufop_requests", "Requests answered, by processor and status.",
                                 ["processor", "status"], registry=self.registry)
         seconds = Histogram("ufop_request_seconds", "Seconds per request stage.", ["stage"],
@@ -26,7 +27,11 @@ class Metrics:
         workers.labels("busy").set_function(lambda: describe_executor().get("busy", 0))
 
     def observe(self, processor, status, timings):
-        self.requests.labels(processor or "-", str(status)).inc()
+        key = (processor, status)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(processor or "-", str(status))
+        counter.inc()
         for stage, value in timings.items():
             self.stage[stage].observe(value)
 

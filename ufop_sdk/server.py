@@ -17,7 +17,6 @@ from tornado.web import Application, HTTPError, RequestHandler, stream_request_b
 
 from .errors import BadRequest, NotFound, PayloadTooLarge, UfopError
 from .executors.base import Job
-from .logs import log_request
 from .metrics import Metrics
 from .response import error_response
 from .spool import Spool
@@ -45,8 +44,9 @@ class Service:
     `load_error` set while it cannot be loaded.
     """
 
-    def __init__(self, *, settings, app, executor, fetcher, debug=False):
+    def __init__(self, *, settings, app, executor, fetcher, access_log, debug=False):
         self.settings = settings
+        self.access_log = access_log
         self.app = app
         self.load_error = None
         self.executor = executor
@@ -239,10 +239,10 @@ class ProcessHandler(JsonHandler):
         self.timings["total"] = time.monotonic() - self.began
         status = self.get_status() if self._finished else 499
         self.service.metrics.observe(self.processor, status, self.timings)
-        log_request(request_id=self.request_id, cmd=self.cmd if hasattr(self, "cmd") else None,
-                    processor=self.processor, status=status, bytes_in=self.bytes_in,
-                    bytes_out=self.bytes_out,
-                    ms={stage: round(seconds * 1000, 2) for stage, seconds in self.timings.items()})
+        self.service.access_log.write(
+            request_id=self.request_id, cmd=getattr(self, "cmd", None), processor=self.processor,
+            status=status, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+            ms={stage: round(seconds * 1000, 2) for stage, seconds in self.timings.items()})
 
     def _close_spool(self):
         if self.spool is not None:

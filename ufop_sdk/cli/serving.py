@@ -27,14 +27,14 @@ def source_policy(settings, default_blocked):
 
 def run(settings, app, *, debug, default_blocked, background=lambda service: ()):
     """Serve until stopped; exits 1 when the port cannot be bound."""
-    access_handler = configure_logging(settings.log_dir)
+    access_log = configure_logging(settings.log_dir)
 
     async def main():
         executor = make_executor(settings, debug)
         fetcher = SourceFetcher(source_policy(settings, default_blocked), max_clients=settings.pending_limit)
-        service = Service(settings=settings, app=app, executor=executor, fetcher=fetcher, debug=debug)
-        await run_server(service, settings.host, settings.port, access_handler=access_handler,
-                         background=background(service))
+        service = Service(settings=settings, app=app, executor=executor, fetcher=fetcher,
+                          access_log=access_log, debug=debug)
+        await run_server(service, settings.host, settings.port, background=background(service))
 
     try:
         asyncio.run(main())

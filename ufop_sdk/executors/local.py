@@ -18,8 +18,6 @@ import subprocess
 import sys
 import time
 
-from tornado.iostream import IOStream, StreamClosedError
-
 from ..errors import Overloaded, ProcessingTimeout, UfopError
 from ..settings import read_env_file
 from . import protocol
@@ -28,9 +26,13 @@ from .base import Executor, Reply
 log = logging.getLogger("ufop_sdk.pool")
 
 READY_TIMEOUT = 120.0  # importing the project and running every setup()
-QUEUE_TIMEOUT = 120.0  # the longest a job waits for a free worker
+# Deadlines are checked this often rather than with a timer per request: a
+# processor's timeout is honoured to within this, at no cost per request.
+DEADLINE_CHECK_SECONDS = 0.05
 HEALTH_TIMEOUT = 5.0
-MAX_REPLY_BYTES = 1 << 32
+INITIAL_BUFFER = 64 << 10
+MIN_FREE = 16 << 10
+SHRINK_ABOVE = 4 << 20
 RESPAWN_DELAYS = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -38,20 +40,102 @@ class WorkerLost(Exception):
     """The worker's socket closed: it died, or it was killed."""
 
 
-class Worker:
-    """One worker process and the stream to it."""
+class FrameReader(asyncio.BufferedProtocol):
+    """Receives a worker's frames straight into one buffer (recv_into, no read copies).
 
-    def __init__(self, command, environment, generation):
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.process = subprocess.Popen([*command, "--fd", str(child.fileno())],
-                                            pass_fds=[child.fileno()], env=environment)
-        finally:
-            child.close()
-        self.stream = IOStream(parent, max_buffer_size=MAX_REPLY_BYTES)
+    The exchange is strictly one frame out, one frame back, so a complete
+    frame always ends the data received so far.
+    """
+
+    def __init__(self, on_lost):
+        self.buffer = bytearray(INITIAL_BUFFER)
+        self.filled = 0
+        self.frames = collections.deque()
+        self.waiter = None
+        self.lost = False
+        self.on_lost = on_lost
+
+    def get_buffer(self, sizehint):
+        if len(self.buffer) - self.filled < MIN_FREE:
+            self._grow(2 * len(self.buffer))
+        return memoryview(self.buffer)[self.filled:]
+
+    def _grow(self, size):
+        # A new buffer rather than a resize: the loop may still hold a view of the old one.
+        bigger = bytearray(size)
+        bigger[:self.filled] = memoryview(self.buffer)[:self.filled]
+        self.buffer = bigger
+
+    def buffer_updated(self, nbytes):
+        self.filled += nbytes
+        while self.filled >= protocol.PREFIX.size:
+            header_length, body_length = protocol.PREFIX.unpack_from(self.buffer)
+            end = protocol.PREFIX.size + header_length + body_length
+            if self.filled < end:
+                if len(self.buffer) < end:
+                    self._grow(end)
+                return
+            with memoryview(self.buffer) as view:
+                header = json.loads(str(view[protocol.PREFIX.size:protocol.PREFIX.size + header_length],
+                                        "utf-8"))
+                body = bytes(view[end - body_length:end])
+            self._frame_received(header, body)
+            self.buffer[:self.filled - end] = self.buffer[end:self.filled]
+            self.filled -= end
+        if len(self.buffer) > SHRINK_ABOVE and self.filled == 0:
+            self.buffer = bytearray(INITIAL_BUFFER)
+
+    def _frame_received(self, header, body):
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((header, body))
+            self.waiter = None
+        else:
+            self.frames.append((header, body))
+
+    def connection_lost(self, exc):
+        self.lost = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(WorkerLost())
+        self.on_lost()
+
+    async def next_frame(self):
+        if self.frames:
+            return self.frames.popleft()
+        if self.lost:
+            raise WorkerLost()
+        self.waiter = asyncio.get_running_loop().create_future()
+        return await self.waiter
+
+
+class Worker:
+    """One worker process and the socket to it. Create with `Worker.start`."""
+
+    def __init__(self, process, sock, generation):
+        self.process = process
+        self.socket = sock
         self.generation = generation
         self.timed_out = False
+        self.deadline = None
         self.setup_failures = {}
+        self.transport = None
+        self.reader = None
+
+    @classmethod
+    async def start(cls, command, environment, generation, on_lost):
+        """Start the process; `on_lost(worker)` runs when its socket closes."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = subprocess.Popen([*command, "--fd", str(child.fileno())],
+                                       pass_fds=[child.fileno()], env=environment)
+        except OSError:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        worker = cls(process, parent, generation)
+        worker.transport, worker.reader = await asyncio.get_running_loop().create_unix_connection(
+            lambda: FrameReader(lambda: on_lost(worker)), sock=parent)
+        return worker
 
     @property
     def pid(self):
@@ -59,32 +143,23 @@ class Worker:
 
     async def ready(self):
         """Wait for the worker to load the project; raises UfopError if it cannot."""
-        header, _ = await self._read()
+        header, _ = await self.reader.next_frame()
         if header["op"] == "failed":
             raise UfopError(f"a worker cannot load the project:\n{header['error']}")
         self.setup_failures = header["setup_failures"]
 
     async def call(self, header, body=b"", file=None):
         """Send one frame (a file's descriptor beside it) and return the reply (header, body)."""
+        if self.reader.lost:
+            raise WorkerLost()
         frame = protocol.encode(header, body)
         if file is not None:
-            sent = socket.send_fds(self.stream.socket, [frame], [file.fileno()])
+            # The transport has nothing buffered (the worker was idle), so the
+            # descriptor's frame cannot overtake or split earlier bytes.
+            sent = socket.send_fds(self.socket, [frame], [file.fileno()])
             frame = frame[sent:]
-        if frame:
-            self.stream.write(frame)
-        if body:
-            self.stream.write(body)
-        return await self._read()
-
-    async def _read(self):
-        try:
-            prefix = await self.stream.read_bytes(protocol.PREFIX.size)
-            header_length, body_length = protocol.PREFIX.unpack(prefix)
-            header = json.loads(await self.stream.read_bytes(header_length))
-            body = await self.stream.read_bytes(body_length) if body_length else b""
-        except StreamClosedError:
-            raise WorkerLost() from None
-        return header, body
+        self.transport.writelines([frame, body])
+        return await self.reader.next_frame()
 
     def kill(self):
         if self.process.poll() is None:
@@ -92,7 +167,8 @@ class Worker:
 
     def close(self):
         """Close the socket: an idle worker sees end-of-file and exits."""
-        self.stream.close()
+        if self.transport is not None:
+            self.transport.close()
 
 
 class LocalPool(Executor):
@@ -110,6 +186,7 @@ class LocalPool(Executor):
         self._failures_in_a_row = 0
         self._closing = False
         self._tasks = set()
+        self._deadlines = None
 
     def configure(self, settings):
         """Take the worker count, limits, project and environment from `settings`.
@@ -126,6 +203,7 @@ class LocalPool(Executor):
         self.pending_limit = settings.pending_limit
 
     async def start(self):
+        self._deadlines = asyncio.get_running_loop().call_later(DEADLINE_CHECK_SECONDS, self._check_deadlines)
         await asyncio.gather(*(self._spawn(self.generation) for _ in range(self.size)))
 
     def reload(self, settings):
@@ -169,6 +247,8 @@ class LocalPool(Executor):
 
     async def close(self):
         self._closing = True
+        if self._deadlines is not None:
+            self._deadlines.cancel()
         for waiter in self.waiters:
             waiter.cancel()
         for worker in list(self.workers):
@@ -177,7 +257,7 @@ class LocalPool(Executor):
         self.workers.clear()
 
     async def _run(self, worker, job):
-        timer = asyncio.get_running_loop().call_later(job.timeout, self._time_out, worker)
+        worker.deadline = time.monotonic() + job.timeout
         header = {"op": "run", "cmd": job.cmd, "processor": job.processor, "groups": job.groups,
                   "request_id": job.request_id, "declared_content_type": job.declared_content_type,
                   "url": job.url}
@@ -190,7 +270,7 @@ class LocalPool(Executor):
                                         f"{job.timeout:g}s") from None
             raise UfopError(f"the worker running processor {job.processor!r} died") from None
         finally:
-            timer.cancel()
+            worker.deadline = None
         self._release(worker)
         return reply
 
@@ -211,10 +291,7 @@ class LocalPool(Executor):
             return self.idle.pop()
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
-        try:
-            return await asyncio.wait_for(waiter, QUEUE_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise Overloaded(f"no worker became free within {QUEUE_TIMEOUT:g}s") from None
+        return await waiter
 
     def _release(self, worker):
         if self._closing or worker.generation != self.generation:
@@ -227,6 +304,15 @@ class LocalPool(Executor):
                 return
         self.idle.append(worker)
 
+    def _check_deadlines(self):
+        now = time.monotonic()
+        for worker in list(self.workers):
+            if worker.deadline is not None and now > worker.deadline and not worker.timed_out:
+                self._time_out(worker)
+        if not self._closing:
+            self._deadlines = asyncio.get_running_loop().call_later(DEADLINE_CHECK_SECONDS,
+                                                                    self._check_deadlines)
+
     def _time_out(self, worker):
         worker.timed_out = True
         log.warning("worker %s ran past its timeout: killing it", worker.pid)
@@ -234,14 +320,20 @@ class LocalPool(Executor):
 
     def _lose(self, worker):
         """A worker died or was killed: forget it, reap it, start another."""
+        if worker not in self.workers:
+            return
         self.workers.discard(worker)
         worker.close()
         worker.kill()
-        self._background(asyncio.to_thread(_reap, worker))
-        if not worker.timed_out:
-            log.error("worker %s died (exit code %s)", worker.pid, worker.process.poll())
+        self._background(asyncio.to_thread(_reap, worker, report=not worker.timed_out))
         if not self._closing and worker.generation == self.generation:
             self._background(self._spawn(self.generation))
+
+    def _lost_while_idle(self, worker):
+        """A worker's socket closed. If it was idle (killed from outside, OOM), replace it now."""
+        if worker in self.idle:
+            self.idle.remove(worker)
+            self._lose(worker)
 
     def _retire(self, worker):
         self.workers.discard(worker)
@@ -254,7 +346,7 @@ class LocalPool(Executor):
         if self._closing or generation != self.generation:
             return
         try:
-            worker = Worker(self.command, self.environment, generation)
+            worker = await Worker.start(self.command, self.environment, generation, self._lost_while_idle)
         except OSError as exc:
             self._spawn_failed(generation, f"cannot start a worker: {exc}")
             return
@@ -292,9 +384,11 @@ class LocalPool(Executor):
         task.add_done_callback(self._tasks.discard)
 
 
-def _reap(worker, timeout=5.0):
+def _reap(worker, timeout=5.0, report=False):
     try:
-        worker.process.wait(timeout)
+        code = worker.process.wait(timeout)
     except subprocess.TimeoutExpired:
         worker.kill()
-        worker.process.wait()
+        code = worker.process.wait()
+    if report:
+        log.error("worker %s died (exit code %s); starting another", worker.pid, code)
