@@ -1,7 +1,15 @@
-"""Prometheus metrics for one server process, in a registry of its own."""
+"""Prometheus metrics for one server process.
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+Counting happens on the event loop, so plain integers do: no lock per request
+as prometheus-client's own Counter and Histogram take. prometheus-client
+builds the exposition from them when /metrics is read.
+"""
+
+from bisect import bisect_left
+
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 STAGES = ("fetch", "queue", "process", "total")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -12,28 +20,43 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, describe_executor):
+    def __init__(self, describe_executor, in_flight):
+        self.describe_executor = describe_executor
+        self.in_flight = in_flight
+        self.requests = {}
+        # per stage: a count per bucket (the last one is +Inf) and the sum
+        self.buckets = {stage: [0] * (len(BUCKETS) + 1) for stage in STAGES}
+        self.sums = dict.fromkeys(STAGES, 0.0)
         self.registry = CollectorRegistry()
-        self._request_counters = {}
-        self.requests = Counter("ufop_requests", "Requests answered, by processor and status.",
-                                ["processor", "status"], registry=self.registry)
-        seconds = Histogram("ufop_request_seconds", "Seconds per request stage.", ["stage"],
-                            buckets=BUCKETS, registry=self.registry)
-        self.stage = {stage: seconds.labels(stage) for stage in STAGES}
-        self.in_flight = Gauge("ufop_requests_in_flight", "Requests being answered.",
-                               registry=self.registry)
-        workers = Gauge("ufop_workers", "Worker processes, by state.", ["state"], registry=self.registry)
-        workers.labels("running").set_function(lambda: describe_executor().get("workers", 0))
-        workers.labels("busy").set_function(lambda: describe_executor().get("busy", 0))
+        self.registry.register(self)
 
     def observe(self, processor, status, timings):
-        key = (processor, status)
-        counter = self._request_counters.get(key)
-        if counter is None:
-            counter = self._request_counters[key] = self.requests.labels(processor or "-", str(status))
-        counter.inc()
-        for stage, value in timings.items():
-            self.stage[stage].observe(value)
+        key = (processor or "-", str(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        for stage, seconds in timings.items():
+            self.buckets[stage][bisect_left(BUCKETS, seconds)] += 1
+            self.sums[stage] += seconds
 
     def render(self):
         return generate_latest(self.registry)
+
+    def collect(self):
+        requests = CounterMetricFamily("ufop_requests", "Requests answered, by processor and status.",
+                                       labels=["processor", "status"])
+        for (processor, status), count in sorted(self.requests.items()):
+            requests.add_metric([processor, status], count)
+        seconds = HistogramMetricFamily("ufop_request_seconds", "Seconds per request stage.",
+                                        labels=["stage"])
+        for stage in STAGES:
+            cumulative, total = [], 0
+            for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.buckets[stage], strict=True):
+                total += count
+                cumulative.append((bound, total))
+            seconds.add_metric([stage], cumulative, self.sums[stage])
+        in_flight = GaugeMetricFamily("ufop_requests_in_flight", "Requests being answered.",
+                                      value=self.in_flight())
+        workers = GaugeMetricFamily("ufop_workers", "Worker processes, by state.", labels=["state"])
+        figures = self.describe_executor()
+        workers.add_metric(["running"], figures.get("workers", 0))
+        workers.add_metric(["busy"], figures.get("busy", 0))
+        return [requests, seconds, in_flight, workers]

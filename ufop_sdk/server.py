@@ -9,23 +9,18 @@ import itertools
 import logging
 import os
 import re
-import time
 import traceback
 
 from tornado import httputil
-from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
+from tornado.web import Application, HTTPError, RequestHandler
 
-from .errors import BadRequest, NotFound, PayloadTooLarge, UfopError
-from .executors.base import Job
+from .errors import NotFound, UfopError
+from .handler import Dispatcher
 from .metrics import Metrics
 from .response import error_response
-from .spool import Spool
 
 log = logging.getLogger("ufop_sdk.server")
 
-# After refusing a body, read at most this much more of it before closing the
-# connection, so a client still sending reads the error rather than a reset.
-DRAIN_LIMIT = 16 << 20
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -52,15 +47,22 @@ class Service:
         self.executor = executor
         self.fetcher = fetcher
         self.debug = debug
-        self.metrics = Metrics(executor.describe)
+        self.metrics = Metrics(executor.describe, lambda: self.in_flight)
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
-    def new_request_id(self):
-        return f"{self._id_prefix}-{next(self._ids):x}"
+    def error_response(self, error, request_id):
+        """The JSON error every path answers; with its details (a traceback) only in ``dev``."""
+        details = getattr(error, "details", None) if self.debug else None
+        return error_response(error, request_id, details)
+
+    def request_id_for(self, headers):
+        """The request's inbound X-Request-Id when it is sane, else a new one (cheaply)."""
+        inbound = headers.get("X-Request-Id", "")
+        return inbound if REQUEST_ID.fullmatch(inbound) else f"{self._id_prefix}-{next(self._ids):x}"
 
     def resolve(self, cmd):
         if self.app is None:
@@ -69,12 +71,10 @@ class Service:
 
     def started(self):
         self.in_flight += 1
-        self.metrics.in_flight.inc()
         self.idle.clear()
 
     def finished(self):
         self.in_flight -= 1
-        self.metrics.in_flight.dec()
         if not self.in_flight:
             self.idle.set()
 
@@ -84,8 +84,7 @@ class JsonHandler(RequestHandler):
 
     def initialize(self, service):
         self.service = service
-        inbound = self.request.headers.get("X-Request-Id", "")
-        self.request_id = inbound if REQUEST_ID.fullmatch(inbound) else service.new_request_id()
+        self.request_id = service.request_id_for(self.request.headers)
         self.set_header("X-Request-Id", self.request_id)
 
     def set_default_headers(self):
@@ -106,9 +105,7 @@ class JsonHandler(RequestHandler):
             self.write_error_body(error)
 
     def write_error_body(self, error):
-        """The JSON error; its details (a traceback) only in ``dev``."""
-        details = getattr(error, "details", None) if self.service.debug else None
-        self.write_response(error_response(error, self.request_id, details))
+        self.write_response(self.service.error_response(error, self.request_id))
 
     def write_response(self, response):
         """Status, content type, headers and body of a Response, not yet finished."""
@@ -129,125 +126,6 @@ class JsonHandler(RequestHandler):
             return  # the request's access line tells it
         else:
             super().log_exception(typ, value, tb)
-
-
-@stream_request_body
-class ProcessHandler(JsonHandler):
-    """``POST /handler?cmd=<name>/<params>[&url=<source>]``: the platform's call."""
-
-    def prepare(self):
-        self.began = time.monotonic()
-        self.timings = {}
-        self.processor = None
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.rejected = False
-        self.spool = None
-        self.service.started()
-        self.counted = True
-        if self.request.method != "POST":
-            raise HTTPError(405, "use POST /handler?cmd=...")
-        self.limit = self.service.settings.max_body_bytes
-        try:
-            self.cmd = self.get_query_argument("cmd", "")
-            if not self.cmd:
-                raise BadRequest("missing cmd: POST /handler?cmd=<ufop-name>[/<params>][&url=<source>]")
-            self.url = self.get_query_argument("url", "") or None
-            self.match = self.service.resolve(self.cmd)
-            self.processor = self.match.route.name
-            length = self.request.headers.get("Content-Length", "")
-            if length.isdecimal() and int(length) > self.limit:
-                raise PayloadTooLarge(f"the body is {int(length)} bytes, "
-                                      f"over the limit of {self.limit} bytes")
-            if self.url is None:
-                self.spool = Spool(self.limit, self.service.settings.spool_dir)
-        except UfopError as exc:
-            self.reject(exc)
-
-    def data_received(self, chunk):
-        self.bytes_in += len(chunk)
-        if self.rejected:
-            if self.bytes_in > self.drain_until:
-                self.request.connection.close()
-        elif self.spool is None:
-            if self.bytes_in > self.limit:
-                self.reject(PayloadTooLarge(f"the body is over the limit of {self.limit} bytes"))
-        else:
-            try:
-                self.spool.write(chunk)
-            except UfopError as exc:
-                self.reject(exc)
-
-    def reject(self, error):
-        """Answer `error` now; read (and drop) what is left of the body, within bounds."""
-        self.rejected = True
-        self.drain_until = self.bytes_in + DRAIN_LIMIT
-        self._close_spool()
-        self.write_error_body(error)
-        if self.request.headers.get("Expect", "").lower() == "100-continue":
-            self.finish()  # the client waits for 100 Continue: it will not send the body
-        else:
-            self.flush()
-
-    async def post(self):
-        if self.rejected:
-            self.finish()
-            return
-        try:
-            reply = await self._process()
-        except UfopError as exc:
-            self.write_error_body(exc)
-            self.finish()
-            return
-        self.write_response(reply)
-        self.finish()
-
-    async def _process(self):
-        declared = self.request.headers.get("Content-Type")
-        if self.url is not None:
-            fetch_began = time.monotonic()
-            fetched = await self.service.fetcher.fetch(self.url)
-            self.timings["fetch"] = time.monotonic() - fetch_began
-            self.spool, declared = fetched.spool, fetched.content_type
-        route = self.match.route
-        in_memory = self.spool.in_memory
-        job = Job(cmd=self.cmd, processor=route.name, groups=self.match.groups, timeout=route.timeout,
-                  request_id=self.request_id, body=self.spool.getvalue() if in_memory else None,
-                  file=None if in_memory else self.spool.file(), declared_content_type=declared,
-                  url=self.url)
-        reply = await self.service.executor.submit(job)
-        self.timings["queue"] = reply.queued_seconds
-        self.timings["process"] = reply.processing_seconds
-        return reply
-
-    def write_response(self, response):
-        super().write_response(response)
-        self.bytes_out = len(response.body)
-
-    def on_finish(self):
-        self._done()
-
-    def on_connection_close(self):
-        self._done()
-
-    def _done(self):
-        self._close_spool()
-        if not self.counted:
-            return
-        self.counted = False
-        self.service.finished()
-        self.timings["total"] = time.monotonic() - self.began
-        status = self.get_status() if self._finished else 499
-        self.service.metrics.observe(self.processor, status, self.timings)
-        self.service.access_log.write(
-            request_id=self.request_id, cmd=getattr(self, "cmd", None), processor=self.processor,
-            status=status, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-            ms={stage: round(seconds * 1000, 2) for stage, seconds in self.timings.items()})
-
-    def _close_spool(self):
-        if self.spool is not None:
-            self.spool.close()
-            self.spool = None
 
 
 class HealthHandler(JsonHandler):
@@ -279,15 +157,13 @@ class UnknownPathHandler(JsonHandler):
 
 
 def make_application(service):
-    """The Tornado Application serving `service`."""
-    routes = [
-        (r"/handler/?", ProcessHandler, {"service": service}),
+    """What the HTTP server serves: /handler on the fast path, the rest as an Application."""
+    application = Application([
         (r"/health/?", HealthHandler, {"service": service}),
         (r"/metrics/?", MetricsHandler, {"service": service}),
-    ]
-    return Application(routes, default_handler_class=UnknownPathHandler,
-                       default_handler_args={"service": service}, compress_response=False,
-                       log_function=_no_tornado_access_log)
+    ], default_handler_class=UnknownPathHandler, default_handler_args={"service": service},
+        compress_response=False, log_function=_no_tornado_access_log)
+    return Dispatcher(service, application)
 
 
 def _no_tornado_access_log(handler):

@@ -84,7 +84,9 @@ class SourceFetcher:
         self.policy = policy
         self.client = SimpleAsyncHTTPClient(force_instance=True, resolver=GuardedResolver(policy=policy),
                                             max_clients=max_clients,
-                                            max_body_size=policy.max_bytes + 1)
+                                            # _Transfer enforces the limit, on decompressed
+                                            # bytes too, and says 413; Tornado's would say 599.
+                                            max_body_size=1 << 62)
 
     async def fetch(self, url):
         """Fetch `url` within the policy; returns Fetched. Raises a UfopError."""
@@ -111,23 +113,47 @@ class SourceFetcher:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProcessingTimeout(f"fetching the source took over {self.policy.timeout:g}s")
+        transfer = _Transfer(spool, self.policy.max_bytes)
         request = HTTPRequest(url, follow_redirects=False, connect_timeout=remaining,
-                              request_timeout=remaining, streaming_callback=spool.write,
-                              header_callback=self._check_length, decompress_response=True)
-        response = await self.client.fetch(request, raise_error=False)
+                              request_timeout=remaining, streaming_callback=transfer.chunk,
+                              header_callback=transfer.header_line, decompress_response=True)
+        try:
+            response = await self.client.fetch(request, raise_error=False)
+        except Exception as exc:  # noqa: BLE001 - connection failures, timeouts, our own refusals
+            raise transfer.error or _fetch_error(exc, url, self.policy.timeout) from None
         if response.code == 599:
-            raise _fetch_error(response.error, url, self.policy.timeout)
+            raise transfer.error or _fetch_error(response.error, url, self.policy.timeout)
         return response
-
-    def _check_length(self, line):
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length" and value.strip().isdecimal():
-            if int(value) > self.policy.max_bytes:
-                raise PayloadTooLarge(f"the source is {int(value)} bytes, over the limit of "
-                                      f"{self.policy.max_bytes} bytes")
 
     def close(self):
         self.client.close()
+
+
+class _Transfer:
+    """One hop's callbacks. Tornado reports an exception raised in a callback as a
+    closed connection, so the refusal is kept here to be raised as it is."""
+
+    def __init__(self, spool, max_bytes):
+        self.spool = spool
+        self.max_bytes = max_bytes
+        self.error = None
+
+    def header_line(self, line):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdecimal():
+            if int(value) > self.max_bytes:
+                self._refuse(PayloadTooLarge(f"the source is {int(value)} bytes, over the limit of "
+                                             f"{self.max_bytes} bytes"))
+
+    def chunk(self, data):
+        try:
+            self.spool.write(data)
+        except UfopError as exc:
+            self._refuse(exc)
+
+    def _refuse(self, error):
+        self.error = error
+        raise error
 
 
 def _fetch_error(error, url, timeout):

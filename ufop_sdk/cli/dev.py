@@ -1,6 +1,11 @@
 """``ufop-sdk dev``: the same server, reloading when the project changes."""
 
+import contextlib
+import importlib.util
 import logging
+import os
+import sys
+from pathlib import Path
 
 import click
 import watchfiles
@@ -32,6 +37,7 @@ def dev_command(host, port, workers, project, app):
     """
     flags = {"app": app, "host": host, "port": port, "workers": workers}
     settings = load_settings(project, **flags)
+    _never_use_stale_bytecode(project)
     loaded, error = _try_load(settings)
 
     def background(service):
@@ -39,6 +45,31 @@ def dev_command(host, port, workers, project, app):
         return [_reload_on_change(service, project, flags)]
 
     serving.run(settings, loaded, debug=True, default_blocked=(), background=background)
+
+
+def _never_use_stale_bytecode(project):
+    """Keep edits from hiding behind cached bytecode.
+
+    A .pyc is trusted when its source's size and modification second match,
+    so a same-size edit within a second of the last import would be ignored.
+    In dev, the project's .pyc files are removed and none are written (by this
+    process or its workers), so its modules always compile from source.
+    """
+    sys.dont_write_bytecode = True
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    _remove_bytecode(str(path) for path in Path(project).rglob("*.py") if not _is_installed(path))
+
+
+def _remove_bytecode(paths):
+    for path in paths:
+        if path.endswith(".py"):
+            with contextlib.suppress(OSError, ValueError):
+                os.unlink(importlib.util.cache_from_source(path))
+
+
+def _is_installed(path):
+    return any(part.startswith(".") or part in ("site-packages", "dist-packages", "node_modules")
+               for part in path.parts)
 
 
 def _try_load(settings):
@@ -53,7 +84,9 @@ async def _reload_on_change(service, project, flags):
     watch_filter = watchfiles.PythonFilter(extra_extensions=(".env",))
     async for changes in watchfiles.awatch(project, watch_filter=watch_filter, debounce=DEBOUNCE_MS,
                                            step=STEP_MS):
-        log.info("reloading: %s", ", ".join(sorted({path for _, path in changes})))
+        paths = sorted({path for _, path in changes})
+        log.info("reloading: %s", ", ".join(paths))
+        _remove_bytecode(paths)
         try:
             settings = Settings.load(project, **flags)
         except ConfigError as exc:

@@ -210,6 +210,8 @@ class LocalPool(Executor):
         """Replace every worker with one that loads the project afresh (``dev``)."""
         self.configure(settings)
         self.generation += 1
+        self._failures_in_a_row = 0  # the back-off is for the same code failing, not new code
+        self.broken = None
         while self.idle:
             self._retire(self.idle.pop())
         for _ in range(self.size):

@@ -40,9 +40,14 @@ def receive(sock):
 
 
 def send(sock, header, body=b""):
-    sock.sendall(encode(header, body))
-    if body:
-        sock.sendall(body)
+    """Send one frame on a blocking socket: header and body in one system call when they fit."""
+    frame = encode(header, body)
+    sent = sock.sendmsg([frame, body])
+    if sent < len(frame):
+        sock.sendall(frame[sent:])
+        sent = len(frame)
+    if sent - len(frame) < len(body):
+        sock.sendall(memoryview(body)[sent - len(frame):])
 
 
 def _read_at_least(sock, buffer, size):
