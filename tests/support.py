@@ -110,3 +110,167 @@ class Server:
                 return
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}:\n{self.output()}")
+
+
+def first_answer(server, cmd, wanted, *, since, within, interval=0.02):
+    """POST `cmd` every `interval` s until `wanted(status, body)` holds; returns (seconds, status, body).
+
+    The seconds are counted from `since`, a ``time.monotonic()`` value taken
+    just before the change being waited for. Raises AssertionError with the
+    last answer and the server's output when `within` seconds pass first.
+    """
+    deadline = since + within
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            status, _, body = server.post(cmd, timeout=max(deadline - time.monotonic(), 0.1))
+        except OSError as exc:
+            last = exc
+        else:
+            if wanted(status, body):
+                return time.monotonic() - since, status, body
+            last = (status, body)
+        time.sleep(interval)
+    raise AssertionError(f"no wanted answer to {cmd!r} within {within}s; last {last!r}; "
+                         f"the server's output ends:\n{server.output()[-4000:]}")
+
+# Helpers for the server suites (origin, /proc, concurrency); imported here so the code above stays as it was.
+import threading  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops connections when many fetches start at once
+
+    def handle_error(self, request, client_address):
+        """A client that hung up mid-answer (a refused or timed-out fetch) is expected here."""
+
+
+class Origin:
+    """A local HTTP origin for url mode: a ThreadingHTTPServer on `host` in a thread.
+
+        with Origin() as origin:
+            origin.serve("/a.txt", b"hello", content_type="text/plain")
+            server.post("t/echo", url=origin.url("/a.txt"))
+
+    A path not set up answers 404. `requests` lists the paths asked for, in order.
+    """
+
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
+        self.answers = {}
+        self.requests = []
+        self.closing = threading.Event()
+
+    def __enter__(self):
+        self.httpd = _QuietHTTPServer((self.host, 0), self._handler_class())
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.closing.set()  # releases answers still waiting out a delay
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+    def url(self, path):
+        return f"http://{self.host}:{self.port}{path}"
+
+    def serve(self, path, body=b"", *, status=200, content_type=None, headers=None, delay=0.0,
+              framing="length"):
+        """Answer GET `path` with `body` after `delay` seconds.
+
+        `framing` is how the body's end is told: ``"length"`` (Content-Length),
+        ``"chunked"``, or ``"close"`` (no length: the connection closes).
+        """
+        def answer(handler):
+            if delay and self.closing.wait(delay):
+                return
+            handler.send_response(status)
+            for name, value in {**({"Content-Type": content_type} if content_type else {}),
+                                **(headers or {})}.items():
+                handler.send_header(name, value)
+            _send_body(handler, body, framing)
+
+        self.answers[path] = answer
+
+    def redirect(self, path, location, status=302):
+        self.serve(path, status=status, headers={"Location": location})
+
+    def _handler_class(self):
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                origin.requests.append(self.path)
+                answer = origin.answers.get(self.path)
+                if answer is None:
+                    self.send_response(404)
+                    _send_body(self, b"no such file", "length")
+                else:
+                    answer(self)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+
+def _send_body(handler, body, framing):
+    pieces = [body[i:i + (64 << 10)] for i in range(0, len(body), 64 << 10)]
+    if framing == "length":
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    elif framing == "chunked":
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        for piece in pieces:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        handler.wfile.write(b"0\r\n\r\n")
+    else:
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        for piece in pieces:
+            handler.wfile.write(piece)
+        handler.close_connection = True
+
+
+def children_of(pid):
+    """The pids of a process's children (a server's workers), from /proc."""
+    pids = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(child) for child in children.read_text().split()]
+    return pids
+
+
+def open_files(pid):
+    """What a process's file descriptors point at, e.g. ``/tmp/x/#123 (deleted)``."""
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:  # closed since listed
+            pass
+    return targets
+
+
+def post_concurrently(server, requests, timeout=30, as_url=False):
+    """POST each ``(cmd, body)`` of `requests` at once, one thread each; returns the answers in order.
+
+    With `as_url`, the second item of each pair is a source url rather than a body.
+    """
+    def post(cmd, source):
+        return server.post(cmd, url=source, timeout=timeout) if as_url else server.post(cmd, source,
+                                                                                          timeout=timeout)
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        futures = [pool.submit(post, cmd, source) for cmd, source in requests]
+        return [future.result(timeout + 5) for future in futures]

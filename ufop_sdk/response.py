@@ -1,12 +1,15 @@
 """The Response sent back to the client, and turning return values into one."""
 
 import json
+import re
 
 import attrs
 
 from .errors import UfopError
 from .media import sniff_bytes
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 
@@ -66,6 +69,9 @@ def to_response(value, processor_name):
         if value.content_type is None:
             value.content_type = sniff_bytes(value.body)
         value.headers = {str(name): str(field) for name, field in value.headers.items()}
+        for name, field in value.headers.items():
+            if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(field):
+                raise UfopError(f"processor {processor_name!r} returned an invalid header {name!r}")
         return value
     if value is None:
         return Response(b"", 204, {}, None)

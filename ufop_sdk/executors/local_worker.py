@@ -32,25 +32,29 @@ def main(argv=None):
     except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
-    protocol.send(sock, {"op": "ready", "setup_failures": runner.setup_all(), "pid": os.getpid()})
-    serve(sock, runner)
+    try:
+        protocol.send(sock, {"op": "ready", "setup_failures": runner.setup_all(), "pid": os.getpid()})
+        serve(sock, runner)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server went away: nothing is waiting for an answer
     return 0
 
 
 def serve(sock, runner):
+    frames = protocol.FrameReceiver(sock)
     while True:
-        frame = protocol.receive(sock)
+        frame = frames.next()
         if frame is None:
             return
-        header, body, fds = frame
+        header, body, fd = frame
         if header["op"] == "health":
             protocol.send(sock, {"op": "health", "problems": runner.health_problems()})
         else:
-            _run(sock, runner, header, body, fds)
+            _run(sock, runner, header, body, fd)
 
 
-def _run(sock, runner, header, body, fds):
-    with (os.fdopen(fds[0], "rb") if fds else io.BytesIO(body)) as buffer:
+def _run(sock, runner, header, body, fd):
+    with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
         outcome = runner.execute(header["processor"], header["groups"], header["cmd"], buffer,
                                  declared_content_type=header.get("declared_content_type"),
                                  url=header.get("url"), request_id=header.get("request_id"))

@@ -5,6 +5,7 @@ bytes. Nothing is pickled: headers are JSON and bodies are raw bytes. A large
 input's file descriptor travels beside its frame (SCM_RIGHTS), not its bytes.
 """
 
+import collections
 import json
 import socket
 import struct
@@ -18,25 +19,45 @@ def encode(header, body=b""):
     return PREFIX.pack(len(encoded), len(body)) + encoded
 
 
-def decode_header(data):
-    return json.loads(data)
+class FrameReceiver:
+    """Reads frames from a blocking socket. Several may arrive in one read, and a
+    frame whose header says ``"fd": true`` takes the next descriptor that arrived."""
 
+    def __init__(self, sock):
+        self.sock = sock
+        self.buffer = bytearray()
+        self.fds = collections.deque()
 
-def receive(sock):
-    """Read one frame from a blocking socket: (header, body, fds), or None at end-of-file."""
-    data, fds, _flags, _address = socket.recv_fds(sock, 1 << 16, 1)
-    if not data:
-        return None
-    buffer = bytearray(data)
-    if not _read_at_least(sock, buffer, PREFIX.size):
-        return None
-    header_length, body_length = PREFIX.unpack_from(buffer)
-    total = PREFIX.size + header_length + body_length
-    if not _read_at_least(sock, buffer, total):
-        return None
-    header = json.loads(buffer[PREFIX.size:PREFIX.size + header_length])
-    body = memoryview(buffer)[PREFIX.size + header_length:total]
-    return header, body, fds
+    def next(self):
+        """The next frame as (header, body, fd or None), or None at end-of-file."""
+        while True:
+            frame = self._parse()
+            if frame is not None:
+                return frame
+            data, fds, _flags, _address = socket.recv_fds(self.sock, max(1 << 16, self._missing()), 8)
+            if not data:
+                return None
+            self.buffer += data
+            self.fds.extend(fds)
+
+    def _missing(self):
+        if len(self.buffer) < PREFIX.size:
+            return PREFIX.size
+        header_length, body_length = PREFIX.unpack_from(self.buffer)
+        return PREFIX.size + header_length + body_length - len(self.buffer)
+
+    def _parse(self):
+        if len(self.buffer) < PREFIX.size:
+            return None
+        header_length, body_length = PREFIX.unpack_from(self.buffer)
+        end = PREFIX.size + header_length + body_length
+        if len(self.buffer) < end:
+            return None
+        header = json.loads(self.buffer[PREFIX.size:PREFIX.size + header_length].decode())
+        body = bytes(self.buffer[end - body_length:end])
+        del self.buffer[:end]
+        fd = self.fds.popleft() if header.get("fd") else None
+        return header, body, fd
 
 
 def send(sock, header, body=b""):
@@ -48,12 +69,3 @@ def send(sock, header, body=b""):
         sent = len(frame)
     if sent - len(frame) < len(body):
         sock.sendall(memoryview(body)[sent - len(frame):])
-
-
-def _read_at_least(sock, buffer, size):
-    while len(buffer) < size:
-        chunk = sock.recv(min(size - len(buffer), 1 << 20))
-        if not chunk:
-            return False
-        buffer += chunk
-    return True

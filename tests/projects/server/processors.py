@@ -68,3 +68,12 @@ class Empty(Processor):
 
     def process(self, req):
         return None
+
+
+class BadHeader(Processor):
+    """Returns a header value that would split the response if it were sent as it is."""
+
+    route = r"bad-header"
+
+    def process(self, req):
+        return Response(b"x", headers={"X-Injected": "a\r\nSet-Cookie: evil=1"})

@@ -1,0 +1,182 @@
+"""The server's side of one local worker process: its socket, and the jobs it holds.
+
+A worker holds at most DEPTH jobs: the one it runs and the next, already in
+its socket, so it never sleeps between jobs under load and the server never
+has to wake it. A job's timeout starts when it becomes the one running.
+"""
+
+import asyncio
+import collections
+import json
+import socket
+import subprocess
+import time
+
+from . import protocol
+
+DEPTH = 2
+INITIAL_BUFFER = 64 << 10
+MIN_FREE = 16 << 10
+SHRINK_ABOVE = 4 << 20
+
+
+class WorkerLost(Exception):
+    """The worker's socket closed while this job ran: it died, or it was killed."""
+
+
+class Entry:
+    """A job sent to a worker: the frame to send, its timeout, and who waits for the answer."""
+
+    __slots__ = ("job", "header", "timeout", "future", "started", "timed_out")
+
+    def __init__(self, job, header, timeout, future):
+        self.job = job
+        self.header = header
+        self.timeout = timeout
+        self.future = future
+        self.started = None
+        self.timed_out = False
+
+
+class WorkerProcess:
+    """One worker process and its socket. Create with `start`; the pool supervises it.
+
+    `pool.frame_answered(worker)` runs after each answer and
+    `pool.worker_lost(worker, unstarted_entries)` once, when the socket closes.
+    """
+
+    def __init__(self, process, sock, generation, pool):
+        self.process = process
+        self.socket = sock
+        self.generation = generation
+        self.pool = pool
+        self.inflight = collections.deque()
+        self.ready = asyncio.get_running_loop().create_future()
+        self.deadline = None
+        self.timed_out = False
+        self.lost = False
+        self.setup_failures = {}
+        self.transport = None
+
+    @classmethod
+    async def start(cls, command, environment, generation, pool):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = subprocess.Popen([*command, "--fd", str(child.fileno())],
+                                       pass_fds=[child.fileno()], env=environment)
+        except OSError:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        worker = cls(process, parent, generation, pool)
+        worker.transport, _ = await asyncio.get_running_loop().create_unix_connection(
+            lambda: FrameReader(worker), sock=parent)
+        return worker
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def can_take(self, job):
+        """Room for `job`? A file's descriptor only goes to an idle worker with nothing buffered."""
+        if self.lost or len(self.inflight) >= DEPTH:
+            return False
+        return job is None or job.file is None or (not self.inflight and
+                                                   not self.transport.get_write_buffer_size())
+
+    def send(self, entry):
+        if not self.inflight:
+            self._start(entry)
+        self.inflight.append(entry)
+        job = entry.job
+        body = (job.body or b"") if job is not None else b""
+        frame = protocol.encode(entry.header, body)
+        if job is not None and job.file is not None:
+            # Nothing is buffered (see can_take), so the descriptor's frame goes out whole and in order.
+            sent = socket.send_fds(self.socket, [frame], [job.file.fileno()])
+            frame = frame[sent:]
+        self.transport.writelines([frame, body])
+
+    def frame_received(self, header, body):
+        if not self.ready.done():
+            self.ready.set_result(header)
+            return
+        entry = self.inflight.popleft()
+        if self.inflight:
+            self._start(self.inflight[0])
+        else:
+            self.deadline = None
+        if not entry.future.done():
+            entry.future.set_result((header, body, entry.started))
+        self.pool.frame_answered(self)
+
+    def connection_lost(self):
+        self.lost = True
+        if not self.ready.done():
+            self.ready.set_exception(WorkerLost())
+        entries = list(self.inflight)
+        self.inflight.clear()
+        if entries and not entries[0].future.done():
+            entries[0].future.set_exception(WorkerLost())
+        self.pool.worker_lost(self, entries[1:])
+
+    def _start(self, entry):
+        entry.started = time.monotonic()
+        self.deadline = entry.started + entry.timeout
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def close(self):
+        """Close the socket: the worker sees end-of-file after its jobs, and exits."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+class FrameReader(asyncio.BufferedProtocol):
+    """Receives a worker's frames straight into one buffer (recv_into, no copies per read)."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.buffer = bytearray(INITIAL_BUFFER)
+        self.filled = 0
+
+    def get_buffer(self, sizehint):
+        if len(self.buffer) - self.filled < MIN_FREE:
+            self._grow(2 * len(self.buffer))
+        return memoryview(self.buffer)[self.filled:]
+
+    def buffer_updated(self, nbytes):
+        self.filled += nbytes
+        start = 0
+        while self.filled - start >= protocol.PREFIX.size:
+            header_length, body_length = protocol.PREFIX.unpack_from(self.buffer, start)
+            header_end = start + protocol.PREFIX.size + header_length
+            end = header_end + body_length
+            if self.filled < end:
+                if len(self.buffer) - start < end - start:
+                    self._grow(end - start, start)
+                    self.filled -= start
+                    return
+                break
+            with memoryview(self.buffer) as view:
+                header = json.loads(str(view[start + protocol.PREFIX.size:header_end], "utf-8"))
+                body = bytes(view[header_end:end])
+            start = end
+            self.worker.frame_received(header, body)
+        if start:
+            self.buffer[:self.filled - start] = self.buffer[start:self.filled]
+            self.filled -= start
+        if self.filled == 0 and len(self.buffer) > SHRINK_ABOVE:
+            self.buffer = bytearray(INITIAL_BUFFER)
+
+    def _grow(self, size, start=0):
+        # A new buffer rather than a resize: the loop may still hold a view of the old one.
+        bigger = bytearray(max(size, INITIAL_BUFFER))
+        bigger[:self.filled - start] = memoryview(self.buffer)[start:self.filled]
+        self.buffer = bigger
+
+    def connection_lost(self, exc):
+        self.worker.connection_lost()
