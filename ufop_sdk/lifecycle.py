@@ -12,6 +12,7 @@ import signal
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
+from .gc_tuning import settle_garbage_collector
 from .logs import FLUSH_SECONDS
 from .server import make_application
 
@@ -33,6 +34,7 @@ async def run_server(service, host, port, *, background=()):
                         # /handler enforces its own limit and answers 413 in JSON.
                         max_body_size=1 << 62, decompress_request=False)
     server.listen(port, host)
+    settle_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -14,6 +14,7 @@ import socket
 import sys
 import traceback
 
+from ..gc_tuning import settle_garbage_collector
 from ..project import load_app
 from ..runner import Runner
 from ..settings import Settings
@@ -33,7 +34,9 @@ def main(argv=None):
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
     try:
-        protocol.send(sock, {"op": "ready", "setup_failures": runner.setup_all(), "pid": os.getpid()})
+        failures = runner.setup_all()
+        settle_garbage_collector()  # models and fonts that setup() loaded stay put
+        protocol.send(sock, {"op": "ready", "setup_failures": failures, "pid": os.getpid()})
         serve(sock, runner)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server went away: nothing is waiting for an answer
