@@ -22,6 +22,7 @@ setup(
         "celery>=5.3",
         "click>=8.1",
         "kombu>=5.3",
+        "msgpack>=1.0",
         "prometheus-client>=0.17",
         "python-dotenv>=1.0",
         "python-magic>=0.4.27",

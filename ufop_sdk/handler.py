@@ -172,17 +172,17 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
 
     async def _process(self):
         declared = self.headers.get("Content-Type")
-        if self.url is not None:
+        if self.url is not None and not self.service.executor.fetches_sources:
             fetch_began = time.monotonic()
             fetched = await self.service.fetcher.fetch(self.url)
             self.timings["fetch"] = time.monotonic() - fetch_began
             self.spool, declared = fetched.spool, fetched.content_type
         route = self.match.route
-        in_memory = self.spool.in_memory
+        spool = self.spool
         job = Job(cmd=self.cmd, processor=route.name, groups=self.match.groups, timeout=route.timeout,
-                  request_id=self.request_id, body=self.spool.getvalue() if in_memory else None,
-                  file=None if in_memory else self.spool.file(), declared_content_type=declared,
-                  url=self.url)
+                  request_id=self.request_id, url=self.url, declared_content_type=declared,
+                  body=spool.getvalue() if spool is not None and spool.in_memory else None,
+                  file=spool.file() if spool is not None and not spool.in_memory else None)
         reply = await self.service.executor.submit(job)
         self.timings["queue"] = reply.queued_seconds
         self.timings["process"] = reply.processing_seconds

@@ -6,7 +6,7 @@ import traceback
 import attrs
 
 from .arguments import build_args
-from .errors import UfopError, UnsupportedMediaType
+from .errors import ProcessingTimeout, UfopError, UnsupportedMediaType
 from .media import media_type_matches, sniff_file
 from .request import Request
 from .response import error_response, to_response
@@ -31,9 +31,11 @@ class Runner:
     (``dev`` and ``test``); otherwise only the log does.
     """
 
-    def __init__(self, app, debug=False):
+    def __init__(self, app, debug=False, timeout_exceptions=()):
         self.app = app
         self.debug = debug
+        # what an executor raises inside process() when time is up (Celery's soft limit)
+        self.timeout_exceptions = tuple(timeout_exceptions)
         self._instances = {}
         self.setup_failures = {}
 
@@ -82,6 +84,10 @@ class Runner:
             return Outcome(to_response(value, processor), processor)
         except UfopError as exc:
             return Outcome(error_response(exc, request_id), processor)
+        except self.timeout_exceptions:
+            timeout = self.app.routes.route_named(processor).timeout
+            error = ProcessingTimeout(f"processor {processor!r} ran past its timeout of {timeout:g}s")
+            return Outcome(error_response(error, request_id), processor)
         except Exception:
             log.exception("request %s: processor %s raised", request_id, processor)
             error = UfopError(f"internal error in processor {processor!r}")

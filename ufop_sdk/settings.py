@@ -110,6 +110,7 @@ ENVIRONMENT = {
     "max_body_bytes": ("UFOP_MAX_BODY_BYTES", parse_size),
     "max_source_bytes": ("UFOP_MAX_SOURCE_BYTES", parse_size),
     "broker_url": ("UFOP_BROKER_URL", parse_optional),
+    "inline_bytes": ("UFOP_INLINE_BYTES", parse_size),
     "host": ("UFOP_HOST", str.strip),
     "fetch_timeout": ("UFOP_FETCH_TIMEOUT", parse_seconds),
     "blocked_networks": ("UFOP_BLOCKED_NETWORKS", parse_networks),
@@ -136,6 +137,7 @@ class Settings:
     max_body_bytes: int = 100 << 20
     max_source_bytes: int = 100 << 20
     broker_url: str | None = None
+    inline_bytes: int = 256 << 10
     host: str = "0.0.0.0"
     fetch_timeout: float = 20.0
     # None: the command's default (serve blocks internal networks, dev nothing)

@@ -35,6 +35,14 @@ class SourcePolicy:
     timeout: float = 20.0
     spool_dir: object = None
 
+    @classmethod
+    def from_settings(cls, settings, default_blocked=DEFAULT_BLOCKED_NETWORKS):
+        """The policy `settings` describe; `default_blocked` applies when UFOP_BLOCKED_NETWORKS is unset."""
+        blocked = default_blocked if settings.blocked_networks is None else settings.blocked_networks
+        return cls(blocked_networks=blocked, allowed_hosts=settings.allowed_source_hosts,
+                   max_bytes=settings.max_source_bytes, timeout=settings.fetch_timeout,
+                   spool_dir=settings.spool_dir)
+
     def is_blocked(self, address):
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         candidates = [ip] + ([ip.ipv4_mapped] if getattr(ip, "ipv4_mapped", None) else [])

@@ -8,6 +8,7 @@ from .init import init_command
 from .routes import routes_command
 from .serve import serve_command
 from .test import test_command
+from .worker import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,3 +22,4 @@ main.add_command(test_command)
 main.add_command(routes_command)
 main.add_command(serve_command)
 main.add_command(dev_command)
+main.add_command(worker_command)

@@ -13,16 +13,16 @@ from ..source import SourceFetcher, SourcePolicy
 from .common import EXIT_FAILED
 
 
-def make_executor(settings, debug):
-    """The executor `settings` ask for: the embedded pool unless a broker is set."""
+def make_executor(settings, app, debug):
+    """The executor `settings` ask for: Celery workers when a broker is set, else the embedded pool.
+
+    ``dev`` (`debug`) always runs local workers, which it can reload.
+    """
+    if settings.broker_url and not debug:
+        from ..executors.celery import CeleryExecutor  # only Celery mode pays for importing Celery
+
+        return CeleryExecutor(settings, app)
     return LocalPool(settings, debug=debug)
-
-
-def source_policy(settings, default_blocked):
-    blocked = default_blocked if settings.blocked_networks is None else settings.blocked_networks
-    return SourcePolicy(blocked_networks=blocked, allowed_hosts=settings.allowed_source_hosts,
-                        max_bytes=settings.max_source_bytes, timeout=settings.fetch_timeout,
-                        spool_dir=settings.spool_dir)
 
 
 def run(settings, app, *, debug, default_blocked, background=lambda service: ()):
@@ -30,8 +30,9 @@ def run(settings, app, *, debug, default_blocked, background=lambda service: ())
     access_log = configure_logging(settings.log_dir)
 
     async def main():
-        executor = make_executor(settings, debug)
-        fetcher = SourceFetcher(source_policy(settings, default_blocked), max_clients=settings.pending_limit)
+        executor = make_executor(settings, app, debug)
+        policy = SourcePolicy.from_settings(settings, default_blocked)
+        fetcher = SourceFetcher(policy, max_clients=settings.pending_limit)
         service = Service(settings=settings, app=app, executor=executor, fetcher=fetcher,
                           access_log=access_log, debug=debug)
         await run_server(service, settings.host, settings.port, background=background(service))

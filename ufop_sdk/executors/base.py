@@ -38,6 +38,9 @@ class Reply:
 class Executor:
     """Runs Jobs somewhere other than the event loop.
 
+    `fetches_sources` says who downloads a ``url`` source: False, the server
+    before submitting (the Job then carries the bytes); True, the worker.
+
         reply = await executor.submit(job)
         assert reply.status == 200
 
@@ -45,6 +48,8 @@ class Executor:
     past the job's timeout, or UfopError when the worker died; a processor's
     own errors come back as Replies with their status.
     """
+
+    fetches_sources = False
 
     async def start(self):
         """Start workers; returns when the executor can take jobs."""

@@ -1,0 +1,30 @@
+"""``ufop-sdk worker``: a Celery worker running the project's processors."""
+
+import click
+
+from .common import LoadFailed, load_project, load_settings, project_options
+
+
+@click.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", type=int, default=None,
+              help="Child processes [default: UFOP_WORKERS, CPU_COUNT, FLAVOR, else the CPUs].")
+@project_options
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- CELERY_ARGS]...")
+def worker_command(concurrency, project, app, celery_args):
+    """Run the project's processors on a prefork Celery worker fed through UFOP_BROKER_URL.
+
+    Each child process runs every processor's setup() once. The server logs
+    every request, so the worker logs only warnings and errors. Arguments
+    after `--` go to `celery worker` as they are, e.g. `-- --loglevel=INFO`.
+    """
+    settings = load_settings(project, app=app, workers=concurrency)
+    if not settings.broker_url:
+        raise LoadFailed("UFOP_BROKER_URL is not set: a worker takes its tasks from Redis, "
+                         "e.g. UFOP_BROKER_URL=redis://localhost:6379/0 (without it, "
+                         "`ufop-sdk serve` runs processors itself)")
+    from ..executors.celery_app import QUEUE, make_celery_app  # only this command pays for Celery
+
+    celery = make_celery_app(settings, load_project(settings))
+    celery.worker_main(["worker", "--pool=prefork", f"--concurrency={settings.concurrency}",
+                        f"--queues={QUEUE}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+                        *celery_args])

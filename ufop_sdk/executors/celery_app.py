@@ -1,0 +1,167 @@
+"""The Celery app both sides build: one task per processor, and what a task does.
+
+``ufop-sdk serve`` builds it to send tasks, ``ufop-sdk worker`` to run them,
+from the same settings and project, so task names and limits always agree.
+
+On the wire there is no pickle: messages are msgpack (JSON is accepted too,
+nothing else). An input or answer over UFOP_INLINE_BYTES travels by reference
+(a claim check): its bytes go under a Redis key with a TTL, the message
+carries the key, and whoever takes it deletes it. Answers are pushed to the
+sending server's own reply list, which one reader per server drains.
+"""
+
+import asyncio
+import io
+import logging
+import time
+
+import msgpack
+import redis
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from ..errors import SourceError, UfopError
+from ..gc_tuning import settle_garbage_collector
+from ..response import error_response
+from ..runner import Runner
+from ..source import SourceFetcher, SourcePolicy
+
+log = logging.getLogger("ufop_sdk.celery")
+
+QUEUE = "ufop"
+MAX_ATTEMPTS = 3  # deliveries of one request that may kill their worker before it fails with 500
+KEY_TTL = 600  # seconds a claim-check key, reply list or attempt counter outlives its request
+HARD_LIMIT_MARGIN = 1.0  # the hard time limit, past the soft one (the processor's timeout)
+
+
+def task_name(route):
+    return f"ufop.{route.name}"
+
+
+def input_key(reply_id):
+    return f"ufop:input:{reply_id}"
+
+
+def output_key(reply_id):
+    return f"ufop:output:{reply_id}"
+
+
+def make_celery_app(settings, app):
+    """The Celery app for `app` (a loaded project) on `settings.broker_url`."""
+    longest = max(route.timeout for route in app.routes) + HARD_LIMIT_MARGIN
+    celery = Celery(f"ufop-{app.module_name}", broker=settings.broker_url, set_as_current=False)
+    celery.conf.update(
+        task_serializer="msgpack",
+        accept_content=["msgpack", "json"],
+        task_ignore_result=True,  # answers go to the server's reply list, not a result backend
+        task_acks_late=True,  # a message is acknowledged only once its task has finished...
+        task_reject_on_worker_lost=True,  # ...and one whose worker died is delivered again (bounded)
+        worker_prefetch_multiplier=1,  # a worker holds no more than it runs
+        task_default_queue=QUEUE,
+        task_publish_retry=False,  # with the broker down, fail the request now (503), not later
+        broker_connection_timeout=1.0,
+        broker_connection_retry_on_startup=True,
+        # A message not acknowledged within this goes back to the queue: longer than any task can run.
+        broker_transport_options={"visibility_timeout": int(longest * 2 + 60)},
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+    )
+    celery.ufop = {"settings": settings, "app": app, "runner": None, "redis": None}
+    for route in app.routes:
+        _register(celery, route)
+
+    def set_up_child(**_):
+        """Each prefork child sets up its own processors and Redis client, once."""
+        _child_state(celery.ufop)
+        settle_garbage_collector()
+
+    celery.ufop["set_up_child"] = set_up_child  # signals hold receivers weakly: keep it alive
+    worker_process_init.connect(set_up_child)
+    return celery
+
+
+def _register(celery, route):
+    @celery.task(name=task_name(route), bind=True, soft_time_limit=route.timeout,
+                 time_limit=route.timeout + HARD_LIMIT_MARGIN)
+    def run(task, message):
+        return run_message(task.app, message)
+
+    return run
+
+
+def _child_state(state):
+    if state["runner"] is None:
+        state["runner"] = Runner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,))
+        state["runner"].setup_all()
+        state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
+    return state
+
+
+def run_message(celery, message):
+    """Run one request in this worker and push its answer to the server that sent it."""
+    state = _child_state(celery.ufop)
+    client, settings = state["redis"], state["settings"]
+    reply_id = message["reply_id"]
+    began = time.monotonic()
+    attempts_key = f"ufop:attempts:{reply_id}"
+    counting = client.pipeline(transaction=False).incr(attempts_key).expire(attempts_key, KEY_TTL)
+    attempts, _ = counting.execute()
+    if attempts > MAX_ATTEMPTS:
+        error = UfopError(f"the worker running processor {message['processor']!r} died "
+                          f"{MAX_ATTEMPTS} times on this request")
+        response = error_response(error, message["request_id"])
+    else:
+        response = _process(state["runner"], client, settings, message)
+    _send_reply(client, settings, message, response, time.monotonic() - began)
+
+
+def _process(runner, client, settings, message):
+    try:
+        buffer, declared = _open_input(client, settings, message)
+    except UfopError as exc:
+        return error_response(exc, message["request_id"])
+    with buffer:
+        return runner.execute(message["processor"], message["groups"], message["cmd"], buffer,
+                              declared_content_type=declared, url=message.get("url"),
+                              request_id=message["request_id"]).response
+
+
+def _open_input(client, settings, message):
+    """The input as a binary file and its declared content type: inline, by key, or fetched."""
+    if message.get("url"):
+        return _fetch(settings, message["url"])
+    if message.get("body_key"):
+        data = client.getdel(message["body_key"])
+        if data is None:
+            raise SourceError("the request's input expired before a worker took it")
+        return io.BytesIO(data), message.get("declared_content_type")
+    return io.BytesIO(message.get("body") or b""), message.get("declared_content_type")
+
+
+def _fetch(settings, url):
+    async def fetch():
+        fetcher = SourceFetcher(SourcePolicy.from_settings(settings))
+        try:
+            return await fetcher.fetch(url)
+        finally:
+            fetcher.close()
+
+    fetched = asyncio.run(fetch())
+    spool = fetched.spool
+    buffer = io.BytesIO(spool.getvalue()) if spool.in_memory else spool.file()
+    return buffer, fetched.content_type
+
+
+def _send_reply(client, settings, message, response, seconds):
+    reply = {"id": message["reply_id"], "status": response.status, "content_type": response.content_type,
+             "headers": response.headers, "seconds": seconds}
+    pipeline = client.pipeline(transaction=False)
+    if len(response.body) > settings.inline_bytes:
+        reply["body_key"] = output_key(message["reply_id"])
+        pipeline.set(reply["body_key"], response.body, ex=KEY_TTL)
+    else:
+        reply["body"] = response.body
+    pipeline.lpush(message["reply_to"], msgpack.packb(reply, use_bin_type=True))
+    pipeline.expire(message["reply_to"], KEY_TTL)
+    pipeline.execute()
