@@ -79,20 +79,28 @@ def serve(project, port, workers=None, env=None):
     return Process(command, port, {"UFOP_NAME": "bench-ufop", **(env or {})})
 
 
-def wrk(port, path, seconds, connections=16, body="x"):
-    """Requests per second from wrk, keep-alive, POSTing `body` to `path`."""
+def wrk(port, path, seconds, connections=16, body_bytes=1):
+    """wrk's figures, keep-alive, POSTing `body_bytes` bytes to `path`:
+    {"rps": requests/s, "p50": ms, "p99": ms}."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f'wrk.method = "POST"\nwrk.body = "{body}"\n')
+        script.write(f'wrk.method = "POST"\nwrk.body = string.rep("x", {body_bytes})\n')
     try:
-        output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name,
-                                 f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                                check=True).stdout
+        output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+                                 script.name, f"http://127.0.0.1:{port}{path}"], capture_output=True,
+                                text=True, check=True).stdout
     finally:
         os.unlink(script.name)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:
         raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{output}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "p50": _milliseconds(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),
+            "p99": _milliseconds(re.search(r"99%\s+([\d.]+\w+)", output).group(1))}
+
+
+def _milliseconds(text):
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
 def trivial_vs_bare_tornado(rounds, seconds):
@@ -104,11 +112,81 @@ def trivial_vs_bare_tornado(rounds, seconds):
         wrk(bare_port, "/handler", 1)
         wrk(serve_port, "/handler?cmd=bench-ufop/hello", 1)
         for _ in range(rounds):
-            bare_rates.append(wrk(bare_port, "/handler", seconds))
-            serve_rates.append(wrk(serve_port, "/handler?cmd=bench-ufop/hello", seconds))
+            bare_rates.append(wrk(bare_port, "/handler", seconds)["rps"])
+            serve_rates.append(wrk(serve_port, "/handler?cmd=bench-ufop/hello", seconds)["rps"])
     bare, served = statistics.median(bare_rates), statistics.median(serve_rates)
     return [("trivial processor, wrk 16 connections keep-alive: requests/s", f"{served:,.0f}",
              f"bare Tornado {bare:,.0f}", f"{served / bare:.0%}", ">= 70%", served / bare >= 0.70)]
+
+
+class Redis:
+    """A throw-away redis-server on a free port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--save", "",
+                                         "--appendonly", "no", "--bind", "127.0.0.1"],
+                                        stdout=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def celery_mode(rounds, seconds):
+    """Trivial p50/p99 from one client, requests/s from 8, 1 MiB echo p50 from one: medians."""
+    port = free_port()
+    figures = {"p50": [], "p99": [], "rps": [], "echo": []}
+    with Redis() as redis:
+        env = {"UFOP_BROKER_URL": redis.url, "UFOP_MAX_BODY_BYTES": "2MiB"}
+        worker = subprocess.Popen([sys.executable, "-m", "ufop_sdk", "worker", "--project", str(TRIVIAL)],
+                                  env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            with serve(TRIVIAL, port, env=env):
+                path = "/handler?cmd=bench-ufop/hello"
+                _wait_for_answers(port, path)
+                wrk(port, path, 1, connections=1)
+                for _ in range(rounds):
+                    one = wrk(port, path, seconds, connections=1)
+                    figures["p50"].append(one["p50"])
+                    figures["p99"].append(one["p99"])
+                    figures["rps"].append(wrk(port, path, seconds, connections=8)["rps"])
+                    figures["echo"].append(wrk(port, "/handler?cmd=bench-ufop/echo", seconds,
+                                               connections=1, body_bytes=1 << 20)["p50"])
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    p50, p99, rps, echo = (statistics.median(figures[k]) for k in ("p50", "p99", "rps", "echo"))
+    return [("Celery: trivial p50 from one client (ms)", f"{p50:.2f}", "qiniu-ufop 107", "", "<= 4",
+             p50 <= 4),
+            ("Celery: trivial p99 from one client (ms)", f"{p99:.2f}", "", "", "", True),
+            ("Celery: trivial requests/s from 8 clients", f"{rps:,.0f}", "", "", ">= 400", rps >= 400),
+            ("Celery: 1 MiB echo p50 from one client (ms)", f"{echo:.2f}", "", "", "<= 15", echo <= 15)]
+
+
+def _wait_for_answers(port, path, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("POST", path, body=b"x")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the Celery worker never answered")
 
 
 def rss_kib(pid, field):
@@ -147,7 +225,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     options = parser.parse_args()
-    rows = trivial_vs_bare_tornado(options.rounds, options.seconds) + upload_peak_rss()
+    rows = trivial_vs_bare_tornado(options.rounds, options.seconds) + upload_peak_rss() + \
+        celery_mode(options.rounds, options.seconds)
     print(f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}; medians of {options.rounds} "
           f"alternating rounds of {options.seconds} s\n")
     print("| measure | ufop-sdk | reference | ratio | target | met |")

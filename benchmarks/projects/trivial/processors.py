@@ -20,3 +20,12 @@ class Size(Processor):
         for chunk in iter(lambda: req.buffer.read(1 << 20), b""):
             total += len(chunk)
         return {"size": total}
+
+
+class Echo(Processor):
+    """Answers with the input: the cost of moving bytes both ways."""
+
+    route = r"echo"
+
+    def process(self, req):
+        return req.buffer.read(), "application/octet-stream"
