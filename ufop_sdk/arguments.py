@@ -41,7 +41,7 @@ def choice(*values, default=attrs.NOTHING):
     """An attrs field taking one of `values` (strings)."""
 
     def check(instance, attribute, value):
-        if value not in values:
+        if value not in values and value is not default:
             raise ValueError(f"expected one of {', '.join(values)}")
 
     return attrs.field(default=default, validator=check)

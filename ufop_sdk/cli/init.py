@@ -19,6 +19,7 @@ TEMPLATE_FILES = {
     "requirements.txt": "requirements.txt",
     ".dockerignore": "dockerignore",
     "README.md": "README.md",
+    "Dockerfile": "../Dockerfile",
 }
 
 

@@ -4,7 +4,9 @@ import click
 
 from .. import __version__
 from .dev import dev_command
+from .dockerfile import dockerfile_command
 from .init import init_command
+from .publish import publish_command
 from .routes import routes_command
 from .serve import serve_command
 from .test import test_command
@@ -23,3 +25,5 @@ main.add_command(routes_command)
 main.add_command(serve_command)
 main.add_command(dev_command)
 main.add_command(worker_command)
+main.add_command(dockerfile_command)
+main.add_command(publish_command)

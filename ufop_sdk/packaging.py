@@ -1,0 +1,68 @@
+"""What a release is made of: the Dockerfile and the platform's dora.yml."""
+
+import json
+import re
+from importlib import resources
+
+import attrs
+
+from .settings import UFOP_NAME_RULE, parse_flavor_cores
+
+LOG_DIR = "/var/log/ufop/"
+# A Docker tag: the version becomes one, and goes into dora.yml as it is.
+VERSION_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+REGION_RULE = re.compile(r"[a-z0-9-]{1,32}")
+
+
+def dockerfile():
+    """The Dockerfile ``init`` and ``publish`` write and ``dockerfile`` prints."""
+    return resources.files("ufop_sdk").joinpath("templates", "Dockerfile").read_text("utf-8")
+
+
+@attrs.frozen
+class Release:
+    """One version of a ufop to build, push, release and deploy. Validated when built."""
+
+    name: str = attrs.field()
+    version: str = attrs.field()
+    image: str = attrs.field()
+    flavor: str = attrs.field(default="C1M1")
+    desc: str = ""
+
+    @name.validator
+    def _check_name(self, attribute, value):
+        if not UFOP_NAME_RULE.fullmatch(value or ""):
+            raise ValueError(f"invalid name {value!r}: the platform allows 5-20 of lowercase letters, "
+                             "digits, '-' and '_'")
+
+    @version.validator
+    def _check_version(self, attribute, value):
+        if not VERSION_RULE.fullmatch(value or ""):
+            raise ValueError(f"invalid version {value!r}: use letters, digits, '.', '-' and '_' "
+                             "(it becomes the image tag), e.g. 1.0.0")
+
+    @flavor.validator
+    def _check_flavor(self, attribute, value):
+        try:
+            parse_flavor_cores(value)
+        except ValueError:
+            raise ValueError(f"invalid flavor {value!r}: expected one such as C1M1 or C2M4 "
+                             "(`qdoractl flavor` lists them)") from None
+
+    def dora_yml(self):
+        """The release config `qdoractl release --config` reads."""
+        quote = json.dumps  # a JSON string is a valid YAML scalar, quoting and all
+        return (f"ufopname: {quote(self.name)}\n"
+                f"verstr: {quote(self.version)}\n"
+                f"image: {quote(self.image)}\n"
+                f"desc: {quote(self.desc)}\n"
+                f"flavor: {quote(self.flavor)}\n"
+                "health_check:\n"
+                "  path: /health\n"
+                "  timeout: 3\n"
+                "env:\n"
+                "  global:\n"
+                "    - key: FLAVOR\n"
+                f"      value: {quote(self.flavor)}\n"
+                "log_file_paths:\n"
+                f"  - {LOG_DIR}\n")
