@@ -26,7 +26,7 @@ class Release:
     name: str = attrs.field()
     version: str = attrs.field()
     image: str = attrs.field()
-    flavor: str = attrs.field(default="C1M1")
+    flavor: str = attrs.field(default="C1M1", converter=lambda text: str(text).strip().upper())
     desc: str = ""
 
     @name.validator
@@ -51,7 +51,9 @@ class Release:
 
     def dora_yml(self):
         """The release config `qdoractl release --config` reads."""
-        quote = json.dumps  # a JSON string is a valid YAML scalar, quoting and all
+        def quote(text):  # a JSON string is a valid YAML scalar, quoting and all
+            return json.dumps(text, ensure_ascii=False)  # (YAML would split an escaped emoji in two)
+
         return (f"ufopname: {quote(self.name)}\n"
                 f"verstr: {quote(self.version)}\n"
                 f"image: {quote(self.image)}\n"

@@ -1,5 +1,6 @@
 """``ufop-sdk publish``: build, push, release and deploy one version, one numbered step at a time."""
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,12 +56,13 @@ def publish_command(name, version, tag, flavor, region, expect, desc, project, d
     _require_tools()
     _step(2, "writing " + _write_files(project, release))
     for number, command in enumerate(commands, start=3):
-        _step(number, " ".join(command))
+        _step(number, shlex.join(command))
         result = subprocess.run(command)
         if result.returncode != 0:
-            click.echo(f"step {number} failed with exit code {result.returncode}: {' '.join(command)}",
-                       err=True)
-            sys.exit(result.returncode)
+            # killed by a signal N: exit 128 + N, as a shell would
+            code = result.returncode if result.returncode > 0 else 128 - result.returncode
+            click.echo(f"step {number} failed with exit code {code}: {shlex.join(command)}", err=True)
+            sys.exit(code)
     if no_deploy:
         _step(6, "deploy skipped (--no-deploy)")
     click.echo(f"published {name} {version}")
@@ -98,7 +100,7 @@ def _show(project, release, commands):
     click.echo(f"--- would write {project / 'dora.yml'} ---\n{release.dora_yml()}")
     click.echo("--- would run ---")
     for command in commands:
-        click.echo(" ".join(command))
+        click.echo(shlex.join(command))
 
 
 def _step(number, text):
