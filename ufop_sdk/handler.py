@@ -17,7 +17,6 @@ from tornado import httputil
 from tornado.httputil import HTTPHeaders, ResponseStartLine
 
 from .errors import BadRequest, PayloadTooLarge, UfopError
-from .executors.base import Job
 from .spool import Spool
 
 log = logging.getLogger("ufop_sdk.server")
@@ -171,22 +170,12 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
         self._log()
 
     async def _process(self):
-        declared = self.headers.get("Content-Type")
-        if self.url is not None and not self.service.executor.fetches_sources:
-            fetch_began = time.monotonic()
-            fetched = await self.service.fetcher.fetch(self.url)
-            self.timings["fetch"] = time.monotonic() - fetch_began
-            self.spool, declared = fetched.spool, fetched.content_type
-        route = self.match.route
         spool = self.spool
-        job = Job(cmd=self.cmd, processor=route.name, groups=self.match.groups, timeout=route.timeout,
-                  request_id=self.request_id, url=self.url, declared_content_type=declared,
-                  body=spool.getvalue() if spool is not None and spool.in_memory else None,
-                  file=spool.file() if spool is not None and not spool.in_memory else None)
-        reply = await self.service.executor.submit(job)
-        self.timings["queue"] = reply.queued_seconds
-        self.timings["process"] = reply.processing_seconds
-        return reply
+        return await self.service.process(
+            self.match, self.cmd, self.request_id, url=self.url, timings=self.timings,
+            declared_content_type=self.headers.get("Content-Type"),
+            body=spool.getvalue() if spool is not None and spool.in_memory else None,
+            file=spool.file() if spool is not None and not spool.in_memory else None)
 
     def _write(self, response):
         """Status line, headers and body of `response` (a Response or a Reply), in one write."""

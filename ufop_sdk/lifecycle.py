@@ -23,14 +23,16 @@ BODY_SECONDS = 600  # reading one request body
 MAX_HEADER_BYTES = 64 << 10
 
 
-async def run_server(service, host, port, *, background=()):
+async def run_server(service, host, port, *, background=(), extra_routes=()):
     """Serve until SIGTERM or SIGINT; returns once everything has stopped.
 
-    `background` are coroutines to run alongside (the dev reloader). Raises
+    `background` are coroutines to run alongside (the dev reloader), and
+    `extra_routes` more paths to serve (see make_application). Raises
     OSError when the port cannot be bound.
     """
-    server = HTTPServer(make_application(service), idle_connection_timeout=IDLE_CONNECTION_SECONDS,
-                        body_timeout=BODY_SECONDS, max_header_size=MAX_HEADER_BYTES,
+    server = HTTPServer(make_application(service, extra_routes),
+                        idle_connection_timeout=IDLE_CONNECTION_SECONDS, body_timeout=BODY_SECONDS,
+                        max_header_size=MAX_HEADER_BYTES,
                         # /handler enforces its own limit and answers 413 in JSON.
                         max_body_size=1 << 62, decompress_request=False)
     server.listen(port, host)

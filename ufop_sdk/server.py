@@ -9,12 +9,14 @@ import itertools
 import logging
 import os
 import re
+import time
 import traceback
 
 from tornado import httputil
 from tornado.web import Application, HTTPError, RequestHandler
 
 from .errors import NotFound, UfopError
+from .executors.base import Job
 from .handler import Dispatcher
 from .metrics import Metrics
 from .response import error_response
@@ -44,6 +46,7 @@ class Service:
         self.access_log = access_log
         self.app = app
         self.load_error = None
+        self.bucket = None  # dev --bucket: the folder GET /<key> serves
         self.executor = executor
         self.fetcher = fetcher
         self.debug = debug
@@ -68,6 +71,34 @@ class Service:
         if self.app is None:
             raise ProjectUnavailable(self.load_error)
         return self.app.routes.resolve(cmd)
+
+    async def process(self, match, cmd, request_id, *, body=None, file=None, url=None,
+                      declared_content_type=None, timings=None):
+        """Run one routed cmd on its input (`body` bytes or an open `file`) and return the Reply.
+
+        With only a `url`, the source is fetched here first, unless the
+        executor's workers fetch sources themselves. Raises UfopError.
+        """
+        timings = {} if timings is None else timings
+        fetched = None
+        if url is not None and body is None and file is None and not self.executor.fetches_sources:
+            began = time.monotonic()
+            fetched = await self.fetcher.fetch(url)
+            timings["fetch"] = time.monotonic() - began
+            spool, declared_content_type = fetched.spool, fetched.content_type
+            body, file = (spool.getvalue(), None) if spool.in_memory else (None, spool.file())
+        try:
+            route = match.route
+            reply = await self.executor.submit(Job(
+                cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
+                request_id=request_id, url=url, declared_content_type=declared_content_type,
+                body=body, file=file))
+        finally:
+            if fetched is not None:
+                fetched.spool.close()
+        timings["queue"] = reply.queued_seconds
+        timings["process"] = reply.processing_seconds
+        return reply
 
     def started(self):
         self.in_flight += 1
@@ -156,11 +187,16 @@ class UnknownPathHandler(JsonHandler):
         raise NotFound(f"no such path {self.request.path!r}: the platform calls POST /handler?cmd=...")
 
 
-def make_application(service):
-    """What the HTTP server serves: /handler on the fast path, the rest as an Application."""
+def make_application(service, extra_routes=()):
+    """What the HTTP server serves: /handler on the fast path, the rest as an Application.
+
+    `extra_routes` are (pattern, handler class) pairs served after the
+    server's own paths, which always win (``dev`` adds its playground here).
+    """
     application = Application([
         (r"/health/?", HealthHandler, {"service": service}),
         (r"/metrics/?", MetricsHandler, {"service": service}),
+        *((pattern, handler, {"service": service}) for pattern, handler in extra_routes),
     ], default_handler_class=UnknownPathHandler, default_handler_args={"service": service},
         compress_response=False, log_function=_no_tornado_access_log)
     return Dispatcher(service, application)

@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 import watchfiles
 
+from ..bucket import BucketHandler
 from ..errors import ConfigError, ProjectError
+from ..playground import PlaygroundHandler
 from ..project import load_app
 from ..settings import Settings
 from . import serving
@@ -27,13 +29,16 @@ STEP_MS = 20
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=None, help="Port [default: UFOP_PORT, else 9100].")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: as serve].")
+@click.option("--bucket", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Serve GET /<key>?<fop>|<fop>... from this folder, as the platform does.")
 @project_options
-def dev_command(host, port, workers, project, app):
+def dev_command(host, port, workers, bucket, project, app):
     """Serve the project and reload it whenever a .py file or .env changes.
 
     A project that fails to load is answered with a 500 carrying the error and
     its traceback until it is fixed. Errors carry tracebacks, and sources may
     be fetched from any address (UFOP_BLOCKED_NETWORKS to change that).
+    GET / is a playground page to try processors on files.
     """
     flags = {"app": app, "host": host, "port": port, "workers": workers}
     settings = load_settings(project, **flags)
@@ -42,9 +47,12 @@ def dev_command(host, port, workers, project, app):
 
     def background(service):
         service.load_error = error
+        service.bucket = bucket
         return [_reload_on_change(service, project, flags)]
 
-    serving.run(settings, loaded, debug=True, default_blocked=(), background=background)
+    routes = [(r"/", PlaygroundHandler)] + ([(r"/(.+)", BucketHandler)] if bucket else [])
+    serving.run(settings, loaded, debug=True, default_blocked=(), background=background,
+                extra_routes=routes)
 
 
 def _never_use_stale_bytecode(project):

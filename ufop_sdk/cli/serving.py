@@ -25,7 +25,7 @@ def make_executor(settings, app, debug):
     return LocalPool(settings, debug=debug)
 
 
-def run(settings, app, *, debug, default_blocked, background=lambda service: ()):
+def run(settings, app, *, debug, default_blocked, background=lambda service: (), extra_routes=()):
     """Serve until stopped; exits 1 when the port cannot be bound."""
     access_log = configure_logging(settings.log_dir)
 
@@ -35,7 +35,8 @@ def run(settings, app, *, debug, default_blocked, background=lambda service: ())
         fetcher = SourceFetcher(policy, max_clients=settings.pending_limit)
         service = Service(settings=settings, app=app, executor=executor, fetcher=fetcher,
                           access_log=access_log, debug=debug)
-        await run_server(service, settings.host, settings.port, background=background(service))
+        await run_server(service, settings.host, settings.port, background=background(service),
+                         extra_routes=extra_routes)
 
     try:
         asyncio.run(main())
