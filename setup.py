@@ -14,7 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["ufop_sdk", "ufop_sdk.*"]),
+    packages=find_packages(include=["ufop_sdk", "ufop_sdk.*", "qiniu_ufop"]),
     package_data={"ufop_sdk": ["templates/**/*", "templates/*/.*"]},
     include_package_data=True,
     install_requires=[

@@ -45,14 +45,18 @@ def load_app(settings):
 def collect_processors(module):
     """Processor subclasses with a route bound in `module`'s namespace, in order.
 
-    A class bound under two names counts once. Nothing is registered
-    globally, so two projects loaded in one process never see each other's.
+    A class bound under two names counts once. An object holding
+    ``ufop_processors`` (a qiniu-ufop app, see ufop_sdk.compat) contributes
+    those. Nothing is registered globally, so two projects loaded in one
+    process never see each other's.
     """
     found = []
     for value in vars(module).values():
-        if (isinstance(value, type) and issubclass(value, Processor)
-                and value.route is not None and value not in found):
-            found.append(value)
+        candidates = getattr(value, "ufop_processors", None) if not isinstance(value, type) else [value]
+        for candidate in candidates or ():
+            if (isinstance(candidate, type) and issubclass(candidate, Processor)
+                    and candidate.route is not None and candidate not in found):
+                found.append(candidate)
     return found
 
 

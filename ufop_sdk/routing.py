@@ -114,12 +114,15 @@ class RouteTable:
 def compile_route(cls, default_timeout):
     """Check a processor's declaration and compile its route, or raise ProjectError."""
     name = cls.__qualname__
-    if not isinstance(cls.route, str):
+    if hasattr(cls.route, "fullmatch") and not isinstance(cls.route, str):
+        pattern = cls.route  # a compiled pattern, or a matcher with its interface (ufop_sdk.compat)
+    elif not isinstance(cls.route, str):
         raise ProjectError(f"processor {name}: route must be a regex string, got {cls.route!r}")
-    try:
-        pattern = re.compile(cls.route)
-    except re.error as exc:
-        raise ProjectError(f"processor {name}: invalid route regex {cls.route!r}: {exc}") from None
+    else:
+        try:
+            pattern = re.compile(cls.route)
+        except re.error as exc:
+            raise ProjectError(f"processor {name}: invalid route regex {cls.route!r}: {exc}") from None
     accepts = (cls.accepts,) if isinstance(cls.accepts, str) else cls.accepts or ()
     if not isinstance(accepts, (tuple, list, set, frozenset)) or \
             not all(isinstance(a, str) and "/" in a for a in accepts):

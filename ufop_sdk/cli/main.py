@@ -6,6 +6,7 @@ from .. import __version__
 from .dev import dev_command
 from .dockerfile import dockerfile_command
 from .init import init_command
+from .migrate import migrate_command
 from .publish import publish_command
 from .routes import routes_command
 from .serve import serve_command
@@ -27,3 +28,4 @@ main.add_command(dev_command)
 main.add_command(worker_command)
 main.add_command(dockerfile_command)
 main.add_command(publish_command)
+main.add_command(migrate_command)

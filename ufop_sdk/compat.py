@@ -1,0 +1,94 @@
+"""Apps written for qiniu-ufop 0.1.x, run unchanged.
+
+    from qiniu_ufop import QiniuUFOP, Response      # or: from ufop_sdk.compat import ...
+
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^/hello(?:/(?P<name>\\w+))?$")
+    def hello(buffer, args, content_type):
+        return "hello " + args.get("name", "world")
+
+The older semantics are kept: the ufop name is cut from the cmd, leaving
+``/<params>`` with its leading slash, and each route is tried with
+``re.search`` in registration order. Its bugs are not: a group that did not
+take part is left out of ``args`` rather than None, and ``bytes`` get a
+sniffed content type. Each decorated function becomes a `Processor`, so the
+server, ``ufop-sdk test``, both executors and publish work with it.
+"""
+
+import io
+import re
+
+from .processor import Processor
+from .response import Response as _Response
+
+
+class SearchRoute:
+    """qiniu-ufop's matching: ``re.search`` on ``"/" + params``, with the Router's fullmatch interface."""
+
+    def __init__(self, pattern):
+        self.regex = re.compile(pattern)
+        self.pattern = pattern
+        self.groupindex = self.regex.groupindex
+
+    def fullmatch(self, params):
+        return self.regex.search("/" + params)
+
+    def __repr__(self):
+        return f"search_route({self.pattern!r})"
+
+
+def search_route(pattern):
+    """A route matched as qiniu-ufop did; `migrate` writes it where it cannot rewrite one."""
+    return SearchRoute(pattern)
+
+
+class QiniuUFOP:
+    """qiniu-ufop's app: ``@ufop.task(route=...)`` turns a function into a Processor.
+
+    Keyword arguments the older Celery app took (broker settings and the like)
+    are accepted and ignored: ufop-sdk takes its settings from UFOP_* variables.
+    """
+
+    def __init__(self, *args, **options):
+        self.ufop_processors = []
+
+    def task(self, *args, route=None, **options):
+        def register(function):
+            if route is not None:
+                self.ufop_processors.append(_processor_for(function, route, options))
+            return function
+
+        if args and callable(args[0]) and len(args) == 1:  # @ufop.task without parentheses
+            return register(args[0])
+        return register
+
+
+def _processor_for(function, route, options):
+    def process(self, req):
+        content_type = req.declared_content_type or req.content_type
+        return function(io.BytesIO(req.buffer.read()), dict(req.args), content_type)
+
+    attributes = {"route": SearchRoute(route), "process": process, "__module__": function.__module__,
+                  "__doc__": function.__doc__, "__qualname__": function.__qualname__}
+    if options.get("time_limit") or options.get("soft_time_limit"):
+        attributes["timeout"] = options.get("soft_time_limit") or options["time_limit"]
+    return type(function.__name__, (Processor,), attributes)
+
+
+def Response(code=200, headers=None, body=None, buffer=None, reason=None):  # noqa: N802 - the older API's name
+    """qiniu-ufop's ``Response(code, headers, body, buffer, reason)``, as a ufop-sdk Response.
+
+    The Content-Type header, when given, becomes the content type; otherwise
+    the body is sniffed. `reason` is accepted and ignored: the status's own
+    reason phrase is sent.
+    """
+    headers = {str(name): str(value) for name, value in dict(headers or {}).items()}
+    content_type = next((headers.pop(name) for name in list(headers) if name.lower() == "content-type"),
+                        None)
+    if body is None:
+        body = buffer.getvalue() if buffer is not None else b""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+        content_type = content_type or "text/plain; charset=utf-8"
+    return _Response(bytes(body), code, headers, content_type)

@@ -1,0 +1,219 @@
+"""Rewriting a qiniu-ufop ``app.py`` as a ufop-sdk ``processors.py``.
+
+Each ``@ufop.task(route=...)`` function stays as it is, and gains a Processor
+class that calls it, with its route rewritten for ``re.fullmatch`` on the
+params without the leading slash. What cannot be rewritten exactly is kept
+working as it was and marked ``# TODO(migrate)``.
+"""
+
+import ast
+import re
+
+TODO = "# TODO(migrate):"
+
+
+def convert_route(pattern):
+    """The fullmatch-on-params equivalent of qiniu-ufop's ``re.search(pattern, "/" + params)``, or None."""
+    if pattern in ("", ".*", "^", "^/", "^/.*"):
+        return ".*"
+    if _has_top_level_alternation(pattern) or "(?<" in pattern:
+        return None  # anchors apply per branch, or a lookbehind may need the slash
+    for start in ("^/", "\\A/"):
+        if pattern.startswith(start):
+            body = pattern[len(start):]
+            break
+    else:
+        return None  # unanchored: it could match anywhere in the cmd
+    if body.endswith("\\Z"):
+        body = body[:-2]
+    elif body.endswith("$") and not _escaped(body, len(body) - 1):
+        body = body[:-1]
+    else:
+        body += ".*"  # search() ignored whatever followed
+    if "^" in body.replace("[^", "").replace("\\^", "") or _unescaped_dollar(body):
+        return None
+    try:
+        re.compile(body)
+    except re.error:
+        return None
+    return body
+
+
+def migrate(source):
+    """The processors.py for qiniu-ufop app source `source`: (text, [notes on what needs a look])."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    apps = _app_names(tree)
+    tasks, notes = _tasks(tree, apps)
+    drop = set()
+    for node in tree.body:
+        if _is_qiniu_import(node) or _is_app_assignment(node, apps):
+            drop.update(range(node.lineno - 1, node.end_lineno))
+    for task in tasks:
+        drop.update(range(task["decorator"].lineno - 1, task["decorator"].end_lineno))
+    header_at = _header_line(tree)
+    leftovers = sorted({node.lineno for node in ast.walk(tree)
+                        if isinstance(node, ast.Name) and node.id in apps and not _in_decorator(node, tasks)
+                        and not _in_assignment(node, tree, apps)})
+    if leftovers:
+        notes.append(f"lines {leftovers} still use the qiniu-ufop app ({', '.join(sorted(apps))})")
+    header = _header(tree, tasks, notes)
+    kept = []
+    for number, line in enumerate(lines):
+        if number == header_at:
+            kept += header
+        if number not in drop:
+            kept.append(line)
+    if header_at >= len(lines):
+        kept += header
+    classes = [_processor_class(task, _class_name(task["name"], tree)) for task in tasks]
+    body = re.sub(r"\n{4,}", "\n\n\n", "\n".join(kept)).rstrip()
+    return body + "\n\n" + "\n".join(classes), notes
+
+
+def _header_line(tree):
+    """Where the new imports go: at the qiniu_ufop import, else after the docstring and __future__."""
+    for node in tree.body:
+        if _is_qiniu_import(node):
+            return node.lineno - 1
+    position = 0
+    for node in tree.body:
+        is_docstring = isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant)
+        if is_docstring or (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+            position = node.end_lineno
+        else:
+            break
+    return position
+
+
+def _header(tree, tasks, notes):
+    imported = {alias.asname or alias.name for node in tree.body if _is_qiniu_import(node)
+                for alias in node.names}
+    lines = ["import io", ""] if any(task["wraps_buffer"] for task in tasks) else []
+    lines.append("from ufop_sdk import Processor")
+    if "Response" in imported:
+        lines.append("from ufop_sdk.compat import Response")
+    if any(task["route"] is None for task in tasks):
+        lines.append("from ufop_sdk.compat import search_route")
+    if "HTTPHeaders" in imported:
+        lines.append("from tornado.httputil import HTTPHeaders")
+    lines += [f"{TODO} {note}" for note in notes]
+    return lines
+
+
+def _tasks(tree, apps):
+    tasks, notes = [], []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for decorator in node.decorator_list:
+            if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
+                    and decorator.func.attr == "task" and isinstance(decorator.func.value, ast.Name)
+                    and decorator.func.value.id in apps):
+                continue
+            route = next((keyword.value for keyword in decorator.keywords if keyword.arg == "route"), None)
+            if not (isinstance(route, ast.Constant) and isinstance(route.value, str)):
+                notes.append(f"{node.name}(): its route is not a string literal; give its class a route")
+                original = None
+            else:
+                original = route.value
+            tasks.append({"name": node.name, "decorator": decorator, "original": original,
+                          "route": convert_route(original) if original is not None else None,
+                          "doc": ast.get_docstring(node), "wraps_buffer": _uses_getvalue(node)})
+    return tasks, notes
+
+
+def _processor_class(task, class_name):
+    lines = ["", f"class {class_name}(Processor):"]
+    if task["doc"]:
+        lines.append(f'    """{task["doc"].splitlines()[0]}"""')
+        lines.append("")
+    if task["route"] is not None:
+        lines.append(f"    route = {_literal(task['route'])}")
+    elif task["original"] is not None:
+        lines.append(f"    {TODO} qiniu-ufop matched this with re.search on \"/<params>\"; rewrite it for")
+        lines.append("    # re.fullmatch on \"<params>\" (no leading slash) and drop search_route().")
+        lines.append(f"    route = search_route({_literal(task['original'])})")
+    else:
+        lines.append(f"    route = None  {TODO} the route was not a string literal")
+    buffer = "io.BytesIO(req.buffer.read())" if task["wraps_buffer"] else "req.buffer"
+    call = f"{task['name']}({buffer}, dict(req.args), req.declared_content_type or req.content_type)"
+    lines += ["", "    def process(self, req):", f"        return {call}", ""]
+    return "\n".join(lines)
+
+
+def _app_names(tree):
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            function = node.value.func
+            called = function.id if isinstance(function, ast.Name) else getattr(function, "attr", None)
+            if called == "QiniuUFOP":
+                names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    return names
+
+
+def _is_qiniu_import(node):
+    return isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "qiniu_ufop"
+
+
+def _is_app_assignment(node, apps):
+    return isinstance(node, ast.Assign) and any(
+        isinstance(target, ast.Name) and target.id in apps for target in node.targets)
+
+
+def _in_decorator(name, tasks):
+    return any(task["decorator"].lineno <= name.lineno <= task["decorator"].end_lineno for task in tasks)
+
+
+def _in_assignment(name, tree, apps):
+    return any(_is_app_assignment(node, apps) and node.lineno <= name.lineno <= node.end_lineno
+               for node in tree.body)
+
+
+def _uses_getvalue(function):
+    return any(isinstance(node, ast.Attribute) and node.attr == "getvalue" for node in ast.walk(function))
+
+
+def _class_name(function_name, tree):
+    name = "".join(part.capitalize() for part in function_name.split("_")) or "Processor"
+    taken = {node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+    return name if name not in taken else name + "Processor"
+
+
+def _literal(pattern):
+    if '"' not in pattern and not pattern.endswith("\\") and "\n" not in pattern:
+        return f'r"{pattern}"'
+    return repr(pattern)
+
+
+def _escaped(text, index):
+    backslashes = len(text[:index]) - len(text[:index].rstrip("\\"))
+    return backslashes % 2 == 1
+
+
+def _unescaped_dollar(text):
+    return any(char == "$" and not _escaped(text, index) for index, char in enumerate(text))
+
+
+def _has_top_level_alternation(pattern):
+    depth, in_class, index = 0, False, 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return True
+        index += 1
+    return False
+
+
