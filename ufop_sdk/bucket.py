@@ -45,11 +45,14 @@ class BucketHandler(JsonHandler):
         root = Path(self.service.bucket).resolve()
         if "\0" in key:
             raise BadRequest("a key cannot contain NUL")
-        path = (root / key).resolve()
-        if root not in path.parents:
-            raise Forbidden(f"key {key!r} is outside the bucket")
-        if not path.is_file():
-            raise NotFound(f"no such key {key!r} in the bucket")
+        try:
+            path = (root / key).resolve()
+            if root not in path.parents:
+                raise Forbidden(f"key {key!r} is outside the bucket")
+            if not path.is_file():
+                raise NotFound(f"no such key {key!r} in the bucket")
+        except (OSError, RuntimeError):  # a symlink loop, a name too long: no file by that key
+            raise NotFound(f"no such key {key!r} in the bucket") from None
         return path
 
     async def _pipeline(self, steps, file, url):
@@ -68,6 +71,8 @@ class BucketHandler(JsonHandler):
         name = cmd.partition("/")[0]
         own = self.service.settings.name
         try:
+            if not cmd:
+                raise BadRequest("the step is empty")
             if own and name != own:
                 raise NotThisUfop(f"{name!r} is another ufop: the dev server runs only {own!r}")
             match = self.service.resolve(cmd)
