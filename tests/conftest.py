@@ -70,3 +70,15 @@ def png():
     header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    """A real redis-server on a free loopback port, for one test module (see redis_support).
+
+    Without redis-server installed this fails in CI (CI=true) and skips elsewhere.
+    """
+    from redis_support import RedisServer
+
+    with RedisServer() as server:
+        yield server

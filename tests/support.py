@@ -274,3 +274,94 @@ def post_concurrently(server, requests, timeout=30, as_url=False):
     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
         futures = [pool.submit(post, cmd, source) for cmd, source in requests]
         return [future.result(timeout + 5) for future in futures]
+
+
+def save_image(path, size, image_format="JPEG"):
+    """Write a real image of `size` to `path` with Pillow; returns its bytes.
+
+    A gradient with a red block, so encoders have work and crops show. Pillow
+    is imported here: most suites never draw an image.
+    """
+    from PIL import Image
+
+    width, height = size
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    image.paste((200, 40, 40), (width // 4, height // 4, width // 2, height // 2))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, image_format)
+    return path.read_bytes()
+
+
+# The qiniu-ufop suites (test_compat, test_migrate): an app in the older style, and what it answers.
+import re  # noqa: E402
+from collections import namedtuple  # noqa: E402
+
+OLDSTYLE = PROJECTS / "oldstyle"
+# What the oldstyle app's png task returns: a PNG signature and header chunk.
+OLDSTYLE_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+
+Answer = namedtuple("Answer", "status content_type custom body")
+Answer.__doc__ = "What a cmd got: status, Content-Type, the X-Custom header (None over the CLI) and body."
+
+TEXT = "text/plain; charset=utf-8"
+# params, body, declared Content-Type (None: none), and the Answer the oldstyle app gives.
+OLDSTYLE_CASES = [
+    ("hello", b"", None, Answer(200, TEXT, None, b"hello world")),
+    ("hello/bob", b"", None, Answer(200, TEXT, None, b"hello bob")),
+    ("hello/bob/", b"", None, Answer(200, TEXT, None, b"hello bob")),
+    ("hello/bob/extra", b"plain words\n", None, Answer(200, "text/plain", None, b"plain words\n")),
+    ("xhello", b"plain words\n", None, Answer(200, "text/plain", None, b"plain words\n")),
+    ("json", b"abc", "text/x-declared",
+     Answer(200, "application/json", None, b'{"args":{},"content_type":"text/x-declared","size":3}')),
+    ("json/extra", OLDSTYLE_PNG, None,
+     Answer(200, "application/json", None, b'{"args":{},"content_type":"image/png","size":29}')),
+    ("created/42", b"", None, Answer(201, "text/html; charset=utf-8", "made-42", b"<p>created 42</p>")),
+    ("created/x", OLDSTYLE_PNG, None, Answer(200, "image/png", None, OLDSTYLE_PNG)),
+    ("buffered", b"some data", None, Answer(200, "text/plain", None, b"buffered: some data")),
+    ("upper", b"shout", None, Answer(200, "text/x-upper", None, b"SHOUT")),
+    ("png", b"", None, Answer(200, "image/png", None, OLDSTYLE_PNG)),
+    ("", b"bare name\n", None, Answer(200, "text/plain", None, b"bare name\n")),
+    ("any/thing", OLDSTYLE_PNG, "image/x-declared", Answer(200, "image/png", None, OLDSTYLE_PNG)),
+]
+
+
+def http_answer(server, params, body=b"", content_type=None, name="oldufop"):
+    """The Answer a running server gives `params` (the cmd after the ufop `name`)."""
+    cmd = f"{name}/{params}" if params else name
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, response_headers, response_body = server.post(cmd, body, headers=headers)
+    return Answer(status, response_headers.get("Content-Type"), response_headers.get("X-Custom"),
+                  response_body)
+
+
+_WRITTEN = re.compile(r"(\d{3}) (.*), \d+ bytes -> ")
+
+
+def cli_answer(project, app, params, body, content_type, folder):
+    """The Answer ``ufop-sdk test FILE PARAMS --app APP`` gives; FILE holds `body`, in `folder`.
+
+    The status and content type come from what ``-o`` prints; an error's
+    JSON, printed on stderr, is its body.
+    """
+    folder = Path(tempfile.mkdtemp(dir=folder))
+    source, output = folder / "input", folder / "output"
+    source.write_bytes(body)
+    declared = ["--content-type", content_type] if content_type else []
+    result = run_cli("test", source, params, "-o", output, "--project", project, "--app", app, *declared,
+                     timeout=30)
+    stderr = result.stderr.decode()
+    written = _WRITTEN.search(stderr)
+    if result.returncode == 0 and written:
+        return Answer(int(written[1]), written[2], None, output.read_bytes())
+    status, _, error = stderr.partition(" ")
+    assert status.isdigit(), f"ufop-sdk test exited {result.returncode}:\n{stderr}"
+    return Answer(int(status), "application/json", None, error.splitlines()[0].encode())
+
+
+def cli_answers(project, app, cases, folder):
+    """`cli_answer` for each ``(params, body, content_type, ...)`` of `cases`, run at once, in order."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(cli_answer, project, app, params, body, content_type, folder)
+                   for params, body, content_type, *_ in cases]
+        return [future.result(60) for future in futures]

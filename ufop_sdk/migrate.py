@@ -13,7 +13,11 @@ TODO = "# TODO(migrate):"
 
 
 def convert_route(pattern):
-    """The fullmatch-on-params equivalent of qiniu-ufop's ``re.search(pattern, "/" + params)``, or None."""
+    """The fullmatch-on-params equivalent of qiniu-ufop's ``re.search(pattern, "/" + params)``, or None.
+
+    Equivalent for every params a cmd can carry: cmds with control
+    characters (a newline, which ``$`` treats specially) are refused with 400.
+    """
     if pattern in ("", ".*", "^", "^/", "^/.*"):
         return ".*"
     if _has_top_level_alternation(pattern) or "(?<" in pattern:
@@ -89,14 +93,17 @@ def _header_line(tree):
 def _header(tree, tasks, notes):
     imported = {alias.asname or alias.name for node in tree.body if _is_qiniu_import(node)
                 for alias in node.names}
-    lines = ["import io", ""] if any(task["wraps_buffer"] for task in tasks) else []
-    lines.append("from ufop_sdk import Processor")
-    if "Response" in imported:
-        lines.append("from ufop_sdk.compat import Response")
-    if any(task["route"] is None for task in tasks):
-        lines.append("from ufop_sdk.compat import search_route")
+    has_io = any(isinstance(node, ast.Import) and any(alias.name == "io" and not alias.asname
+                                                       for alias in node.names) for node in tree.body)
+    needs_io = any(task["wraps_buffer"] for task in tasks) and not has_io
+    lines = ["import io", ""] if needs_io else []
     if "HTTPHeaders" in imported:
         lines.append("from tornado.httputil import HTTPHeaders")
+    lines.append("from ufop_sdk import Processor")
+    compat = sorted({"Response"} & imported | ({"search_route"} if any(
+        task["route"] is None and task["original"] is not None for task in tasks) else set()))
+    if compat:
+        lines.append(f"from ufop_sdk.compat import {', '.join(compat)}")
     lines += [f"{TODO} {note}" for note in notes]
     return lines
 
@@ -117,9 +124,16 @@ def _tasks(tree, apps):
                 original = None
             else:
                 original = route.value
+            limit = next((keyword.value for keyword in decorator.keywords
+                          if keyword.arg in ("soft_time_limit", "time_limit")), None)
+            timeout = limit.value if isinstance(limit, ast.Constant) else None
+            if limit is not None and not isinstance(timeout, (int, float)):
+                notes.append(f"{node.name}(): its time limit is not a number; give its class a timeout")
+                timeout = None
             tasks.append({"name": node.name, "decorator": decorator, "original": original,
                           "route": convert_route(original) if original is not None else None,
-                          "doc": ast.get_docstring(node), "wraps_buffer": _uses_getvalue(node)})
+                          "doc": ast.get_docstring(node), "wraps_buffer": _uses_getvalue(node),
+                          "timeout": timeout})
     return tasks, notes
 
 
@@ -136,6 +150,8 @@ def _processor_class(task, class_name):
         lines.append(f"    route = search_route({_literal(task['original'])})")
     else:
         lines.append(f"    route = None  {TODO} the route was not a string literal")
+    if task["timeout"] is not None:
+        lines.append(f"    timeout = {task['timeout']!r}")
     buffer = "io.BytesIO(req.buffer.read())" if task["wraps_buffer"] else "req.buffer"
     call = f"{task['name']}({buffer}, dict(req.args), req.declared_content_type or req.content_type)"
     lines += ["", "    def process(self, req):", f"        return {call}", ""]
@@ -207,6 +223,9 @@ def _has_top_level_alternation(pattern):
             in_class = char != "]"
         elif char == "[":
             in_class = True
+            # a "]" first in a class (after any "^") is a literal, not the class's end
+            opening = pattern[index + 1:index + 3]
+            index += 2 if opening == "^]" else 1 if opening[:1] == "]" else 0
         elif char == "(":
             depth += 1
         elif char == ")":

@@ -14,6 +14,8 @@ import attrs
 from .arguments import check_args_class
 from .errors import BadRequest, NotFound, ProjectError
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class DuplicateRouteWarning(UserWarning):
     """Two processors have the same route, so the second is never reached."""
@@ -27,6 +29,8 @@ def split_cmd(cmd):
     """
     if not cmd:
         raise BadRequest("missing cmd: expected <ufop-name>[/<params>]")
+    if _CONTROL.search(cmd):
+        raise BadRequest("the cmd contains a control character")
     name, _, params = cmd.partition("/")
     if not name:
         raise BadRequest(f"invalid cmd {cmd!r}: expected <ufop-name>[/<params>]")

@@ -1,5 +1,7 @@
 """``ufop-sdk routes``: the route table, in the order routes are tried."""
 
+import re
+
 import click
 
 from .common import load_project, load_settings, project_options
@@ -13,10 +15,15 @@ def routes_command(project, app):
     """Print the routes in the order they are tried: the first full match wins."""
     settings = load_settings(project, app=app)
     rows = [HEADINGS] + [
-        (str(order), route.name, route.pattern.pattern, ", ".join(route.accepts) or "*/*",
+        (str(order), route.name, _route_text(route.pattern), ", ".join(route.accepts) or "*/*",
          f"{route.timeout:g}s")
         for order, route in enumerate(load_project(settings).routes, start=1)
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADINGS))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _route_text(pattern):
+    """A regex as written; any other matcher as it says it was built (``search_route('abc')``)."""
+    return pattern.pattern if isinstance(pattern, re.Pattern) else repr(pattern)

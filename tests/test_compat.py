@@ -1,0 +1,252 @@
+"""qiniu-ufop apps run unchanged: the older API and route semantics, over HTTP and through ``ufop-sdk test``.
+
+The app under test is tests/projects/oldstyle/app.py, written exactly as a
+qiniu-ufop 0.1.x user wrote one; OLDSTYLE_CASES (support.py) is what it answers.
+"""
+
+import io
+import json
+import os
+
+import pytest
+from support import OLDSTYLE, OLDSTYLE_CASES, OLDSTYLE_PNG, Server, cli_answers, http_answer, run_cli
+
+import qiniu_ufop
+from ufop_sdk import Processor, compat
+from ufop_sdk.compat import QiniuUFOP, SearchRoute, search_route
+
+CASE_IDS = [params or "<bare name>" for params, *_ in OLDSTYLE_CASES]
+
+
+def answer(runner, params, body=b"", content_type=None):
+    """(status, content type, body, processor) for `params` run in-process."""
+    cmd = f"oldufop/{params}" if params else "oldufop"
+    outcome = runner.run(cmd, io.BytesIO(body), declared_content_type=content_type)
+    response = outcome.response
+    return response.status, response.content_type, response.body, outcome.processor
+
+
+def test_the_older_import_name_gives_the_compat_api():
+    assert qiniu_ufop.QiniuUFOP is QiniuUFOP
+    assert qiniu_ufop.Response is compat.Response
+    assert sorted(qiniu_ufop.__all__) == ["HTTPHeaders", "QiniuUFOP", "Response"]
+
+
+def test_each_task_becomes_a_processor_with_a_search_route():
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^/hello$")
+    def hello(buffer, args, content_type):
+        return "hi"
+
+    assert hello(io.BytesIO(), {}, "text/plain") == "hi"  # the function itself stays callable
+    [processor] = ufop.ufop_processors
+    assert issubclass(processor, Processor)
+    assert processor.__name__ == "hello"
+    assert isinstance(processor.route, SearchRoute)
+    assert repr(processor.route) == "search_route('^/hello$')"
+
+
+@pytest.mark.parametrize("params, processor, body", [
+    ("hello", "hello", b"hello world"),
+    ("hello/bob", "hello", b"hello bob"),
+    ("hello/bob/", "hello", b"hello bob"),
+    ("hello/bob/extra", "echo", b"input"),  # the $ anchors it
+    ("json", "describe", None),
+    ("json/extra", "describe", None),  # no $: search() ignores what follows
+    ("jsonish", "describe", None),
+    ("xhello", "echo", b"input"),  # ^ anchors it: the leading slash is there to match
+    ("x/json", "echo", b"input"),
+    ("created/7", "created", b"<p>created 7</p>"),
+    ("created/seven", "echo", b"input"),
+    ("png", "png", OLDSTYLE_PNG),
+    ("pngs", "echo", b"input"),
+    ("", "echo", b"input"),
+])
+def test_routes_are_searched_on_the_slashed_params_in_order(load_runner, params, processor, body):
+    status, _, answered, processor_name = answer(load_runner(OLDSTYLE, app="app"), params, b"input")
+    assert (status // 100, processor_name) == (2, processor)
+    if body is not None:
+        assert answered == body
+
+
+def test_a_route_searched_anywhere_matches_anywhere_and_the_first_registered_wins(make_project, load_runner):
+    folder = make_project(app='''
+        from qiniu_ufop import QiniuUFOP
+
+        ufop = QiniuUFOP()
+
+        @ufop.task(route=r"abc")
+        def anywhere(buffer, args, content_type):
+            return "anywhere"
+
+        @ufop.task(route=r"^/abc$")
+        def exact(buffer, args, content_type):
+            return "exact"
+    ''')
+    runner = load_runner(folder, app="app")
+    for params in ("abc", "xabcx", "a/abc/"):
+        assert answer(runner, params)[2:] == (b"anywhere", "anywhere")
+    assert answer(runner, "ab")[0] == 404
+
+
+def test_a_group_that_did_not_take_part_is_left_out_of_args(make_project, load_runner):
+    folder = make_project(app='''
+        from qiniu_ufop import QiniuUFOP
+
+        ufop = QiniuUFOP()
+
+        @ufop.task(route=r"^/args/(?P<first>\\w+)(?:/(?P<second>\\w+))?(?:/(?P<empty>x*))?$")
+        def show(buffer, args, content_type):
+            return args
+    ''')
+    runner = load_runner(folder, app="app")
+    assert json.loads(answer(runner, "args/a")[2]) == {"first": "a"}  # qiniu-ufop gave "second": None
+    assert json.loads(answer(runner, "args/a/b")[2]) == {"first": "a", "second": "b"}
+    assert json.loads(answer(runner, "args/a/b/")[2]) == {"first": "a", "second": "b", "empty": ""}
+    assert answer(load_runner(OLDSTYLE, app="app"), "hello")[2] == b"hello world"  # args.get's default
+
+
+@pytest.mark.parametrize("body, declared, seen", [
+    (b"abc", "text/x-declared", "text/x-declared"),
+    (OLDSTYLE_PNG, "application/octet-stream", "application/octet-stream"),  # declared wins over sniffed
+    (OLDSTYLE_PNG, None, "image/png"),
+    (b"plain words\n", None, "text/plain"),
+])
+def test_the_content_type_given_is_the_declared_one_else_the_sniffed_one(load_runner, body, declared, seen):
+    status, content_type, answered, _ = answer(load_runner(OLDSTYLE, app="app"), "json", body, declared)
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(answered) == {"args": {}, "content_type": seen, "size": len(body)}
+
+
+@pytest.mark.parametrize("params, status, content_type, body", [
+    ("png", 200, "image/png", OLDSTYLE_PNG),  # bytes: sniffed, not application/octet-stream
+    ("upper", 200, "text/x-upper", b"INPUT"),  # (value, content_type)
+    ("hello", 200, "text/plain; charset=utf-8", b"hello world"),  # str
+    ("json", 200, "application/json", b'{"args":{},"content_type":"text/plain","size":5}'),  # dict
+    ("created/3", 201, "text/html; charset=utf-8", b"<p>created 3</p>"),  # Response with headers
+    ("buffered", 200, "text/plain", b"buffered: input"),  # Response(buffer=...), sniffed
+])
+def test_each_kind_of_return_value(load_runner, params, status, content_type, body):
+    assert answer(load_runner(OLDSTYLE, app="app"), params, b"input")[:3] == (status, content_type, body)
+
+
+def test_a_response_with_http_headers_keeps_them_and_its_status(load_runner):
+    outcome = load_runner(OLDSTYLE, app="app").run("oldufop/created/9", io.BytesIO(b""))
+    assert outcome.response.status == 201
+    assert outcome.response.headers == {"X-Custom": "made-9"}  # Content-Type became the content type
+    assert outcome.response.content_type == "text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    ({"code": 202, "body": b"\x89PNG\r\n\x1a\nrest"}, (202, None, {}, b"\x89PNG\r\n\x1a\nrest")),
+    ({"headers": {"content-type": "text/csv", "X-A": 1}, "body": "a,b"},
+     (200, "text/csv", {"X-A": "1"}, b"a,b")),
+    ({"body": "caf\u00e9", "reason": "Fine"}, (200, "text/plain; charset=utf-8", {}, "caf\u00e9".encode())),
+    ({"buffer": io.BytesIO(b"from a buffer")}, (200, None, {}, b"from a buffer")),
+    ({"code": 204}, (204, None, {}, b"")),
+])
+def test_the_older_response_arguments(arguments, expected):
+    """A content type of None is sniffed from the body when the Response is sent."""
+    response = qiniu_ufop.Response(**arguments)
+    assert (response.status, response.content_type, response.headers, response.body) == expected
+
+
+def test_the_older_app_arguments_are_accepted_and_ignored(make_project):
+    folder = make_project(app='''
+        from qiniu_ufop import QiniuUFOP
+
+        ufop = QiniuUFOP(main="app", broker="redis://127.0.0.1:6379/0", backend="redis://127.0.0.1:6379/1",
+                         include=["app"])
+
+        @ufop.task(route=r"^/slow$", time_limit=5, bind=False)
+        def slow(buffer, args, content_type):
+            return "slow"
+
+        @ufop.task(route=r".*")
+        def rest(buffer, args, content_type):
+            return "rest"
+    ''')
+    environment_before = dict(os.environ)
+    QiniuUFOP(main="app", broker="redis://127.0.0.1:6379/0")
+    assert dict(os.environ) == environment_before  # qiniu-ufop wrote its broker settings here
+    result = run_cli("routes", "--app", "app", "--project", folder)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.decode().splitlines()[1:]]
+    assert rows == [["1", "slow", "search_route('^/slow$')", "*/*", "5s"],
+                    ["2", "rest", "search_route('.*')", "*/*", "30s"]]
+
+
+def test_two_apps_never_share_tasks():
+    first, second = QiniuUFOP(), QiniuUFOP()  # qiniu-ufop kept one class-level list for every app
+    first.task(route=r"^/one$")(lambda buffer, args, content_type: "one")
+    assert (len(first.ufop_processors), second.ufop_processors) == (1, [])
+
+
+def test_apps_in_two_projects_loaded_in_one_process_do_not_see_each_others_tasks(make_project, load_runner):
+    source = '''
+        from qiniu_ufop import QiniuUFOP
+
+        ufop = QiniuUFOP()
+
+        @ufop.task(route=r"^/{name}$")
+        def {name}(buffer, args, content_type):
+            return "{name}"
+    '''
+    alpha = load_runner(make_project(app=source.format(name="alpha")), app="app")
+    beta = load_runner(make_project(app=source.format(name="beta")), app="app")
+    alpha_again = load_runner(make_project(app=source.format(name="alpha")), app="app")
+    assert [route.name for route in alpha.app.routes] == ["alpha"]
+    assert [route.name for route in beta.app.routes] == ["beta"]
+    assert [route.name for route in alpha_again.app.routes] == ["alpha"]
+    assert answer(beta, "alpha")[0] == 404
+    assert answer(alpha, "alpha")[2] == b"alpha"
+
+
+def test_search_route_matches_as_qiniu_ufop_did():
+    route = search_route(r"^/a|b$")
+    assert route.groupindex == {}
+    for params, matched in [("a", True), ("ax", True), ("xb", True), ("x/b", True), ("ba", False),
+                            ("", False)]:
+        assert bool(route.fullmatch(params)) is matched, params
+    named = search_route(r"item-(?P<n>\d)")
+    assert named.groupindex == {"n": 1}
+    assert named.fullmatch("q/item-7x").groupdict() == {"n": "7"}
+
+
+def test_routes_lists_the_tasks_in_registration_order():
+    result = run_cli("routes", "--app", "app", "--project", OLDSTYLE)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[:3] for line in result.stdout.decode().splitlines()[1:]]
+    # qiniu-ufop's routes are shown as what they are: search_route(...), matched with re.search
+    assert rows == [
+        ["1", "hello", repr(search_route(r"^/hello(?:/(?P<name>\w+)/?)?$"))],
+        ["2", "describe", repr(search_route("^/json"))],
+        ["3", "created", repr(search_route(r"^/created/(?P<id>\d+)$"))],
+        ["4", "buffered", repr(search_route("^/buffered$"))],
+        ["5", "upper", repr(search_route("^/upper$"))],
+        ["6", "png", repr(search_route("^/png$"))],
+        ["7", "echo", repr(search_route(".*"))],
+    ]
+
+
+@pytest.fixture(scope="module")
+def oldstyle_server():
+    with Server(OLDSTYLE, "--app", "app") as server:
+        yield server
+
+
+@pytest.mark.parametrize("params, body, content_type, expected", OLDSTYLE_CASES, ids=CASE_IDS)
+def test_answers_over_http(oldstyle_server, params, body, content_type, expected):
+    assert http_answer(oldstyle_server, params, body, content_type) == expected
+
+
+@pytest.fixture(scope="module")
+def oldstyle_cli_answers(tmp_path_factory):
+    return cli_answers(OLDSTYLE, "app", OLDSTYLE_CASES, tmp_path_factory.mktemp("cli"))
+
+
+@pytest.mark.parametrize("index", range(len(OLDSTYLE_CASES)), ids=CASE_IDS)
+def test_answers_through_ufop_sdk_test(oldstyle_cli_answers, index):
+    expected = OLDSTYLE_CASES[index][3]
+    assert oldstyle_cli_answers[index] == expected._replace(custom=None)  # headers are not shown
