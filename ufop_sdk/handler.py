@@ -6,7 +6,6 @@ routed when its headers arrive, and the answer is written in one call. The
 other paths (/health, /metrics) are ordinary RequestHandlers in server.py.
 """
 
-import asyncio
 import email.utils
 import logging
 import time
@@ -131,7 +130,7 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
             self.connection.finish()
             self._log()
         else:
-            asyncio.ensure_future(self._answer())
+            self.service.run_soon(self._answer())
 
     def on_connection_close(self):
         self._close_spool()

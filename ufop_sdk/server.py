@@ -54,6 +54,7 @@ class Service:
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        self._tasks = set()
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
@@ -99,6 +100,12 @@ class Service:
         timings["queue"] = reply.queued_seconds
         timings["process"] = reply.processing_seconds
         return reply
+
+    def run_soon(self, coroutine):
+        """Run `coroutine` as a task, holding it so it is not collected before it ends."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def started(self):
         self.in_flight += 1
