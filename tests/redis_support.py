@@ -154,8 +154,8 @@ class Worker:
         wait_until(self._ready, seconds, f"worker {self.name} to be ready", self.output)
 
     def children(self):
-        """The pids of its pool's child processes."""
-        return children_of(self.pid)
+        """The pids of its pool's live child processes (not one dead but not yet noticed)."""
+        return [child for child in children_of(self.pid) if not _is_zombie(child)]
 
     def wait_for_children(self, seconds=15):
         """Wait until the pool is full again (after a child was killed)."""
@@ -188,6 +188,14 @@ class Worker:
         if self.process.poll() is not None:
             raise AssertionError(f"the worker exited with {self.process.returncode}:\n{self.output()}")
         return " ready." in self.output() and len(self.children()) == self.concurrency
+
+
+def _is_zombie(pid):
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 @contextlib.contextmanager

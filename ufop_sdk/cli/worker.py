@@ -22,9 +22,10 @@ def worker_command(concurrency, project, app, celery_args):
         raise LoadFailed("UFOP_BROKER_URL is not set: a worker takes its tasks from Redis, "
                          "e.g. UFOP_BROKER_URL=redis://localhost:6379/0 (without it, "
                          "`ufop-sdk serve` runs processors itself)")
-    from ..executors.celery_app import QUEUE, make_celery_app  # only this command pays for Celery
+    from ..executors.celery_app import PREFORK, QUEUE, make_celery_app  # only this command pays for Celery
 
     celery = make_celery_app(settings, load_project(settings))
-    celery.worker_main(["worker", "--pool=prefork", f"--concurrency={settings.concurrency}",
+    celery.conf.worker_pool = PREFORK  # by name here: the --pool flag takes only Celery's own names
+    celery.worker_main(["worker", f"--concurrency={settings.concurrency}",
                         f"--queues={QUEUE}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
                         *celery_args])

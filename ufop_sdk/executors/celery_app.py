@@ -18,6 +18,8 @@ import time
 import msgpack
 import redis
 from celery import Celery
+from celery.concurrency.asynpool import AsynPool
+from celery.concurrency.prefork import TaskPool
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
@@ -33,6 +35,24 @@ QUEUE = "ufop"
 MAX_ATTEMPTS = 3  # deliveries of one request that may kill their worker before it fails with 500
 KEY_TTL = 600  # seconds a claim-check key, reply list or attempt counter outlives its request
 HARD_LIMIT_MARGIN = 1.0  # the hard time limit, past the soft one (the processor's timeout)
+POOL_CHECK_SECONDS = 0.5
+PREFORK = f"{__name__}:Prefork"  # for ``celery worker --pool``
+
+
+class QuickPool(AsynPool):
+    """Celery's prefork pool, checking on its children every half second rather than
+    every five: a child killed mid-task is noticed (and its task delivered again)
+    well within a short processor timeout."""
+
+    @property
+    def timers(self):
+        return {self.maintain_pool: POOL_CHECK_SECONDS}
+
+
+class Prefork(TaskPool):
+    """``ufop-sdk worker``'s pool: prefork, with QuickPool."""
+
+    Pool = QuickPool
 
 
 def task_name(route):
@@ -66,6 +86,9 @@ def make_celery_app(settings, app):
         broker_transport_options={"visibility_timeout": int(longest * 2 + 60)},
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
+        # With the broker gone, the worker cancels what runs (acks_late: it is delivered
+        # again) rather than finishing into a pool it cannot drain: it then recovers by itself.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     celery.ufop = {"settings": settings, "app": app, "runner": None, "redis": None}
     for route in app.routes:

@@ -1,0 +1,109 @@
+"""Processors the Celery tests drive: the server project's, plus some that leave traces on disk.
+
+Traces go to the folder named by MARKER_DIR (set for the worker): ``<name>.started``
+and ``<name>.done`` get one line, the process id, each time a processor reaches
+that point, so a test can tell whether, how often and where a processor ran.
+"""
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import attrs
+
+from ufop_sdk import Processor, choice, integer
+
+
+def _server_project():
+    path = Path(__file__).resolve().parent.parent / "server" / "processors.py"
+    spec = importlib.util.spec_from_file_location("server_project_processors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_server = _server_project()
+Echo, Describe, Sleep, Exit, Fail = _server.Echo, _server.Describe, _server.Sleep, _server.Exit, _server.Fail
+Custom, Empty, BadHeader = _server.Custom, _server.Empty, _server.BadHeader
+
+
+def trace(name, point):
+    """Append this process's id to MARKER_DIR/<name>.<point>."""
+    with open(Path(os.environ["MARKER_DIR"]) / f"{name}.{point}", "a") as file:
+        file.write(f"{os.getpid()}\n")
+
+
+class Mark(Processor):
+    """Sleeps, leaving a trace before and after."""
+
+    route = r"mark/(?P<name>[a-z0-9-]+)/(?P<seconds>[0-9.]+)"
+    timeout = 2
+
+    def process(self, req):
+        trace(req.args["name"], "started")
+        time.sleep(float(req.args["seconds"]))
+        trace(req.args["name"], "done")
+        return f"slept {req.args['seconds']}"
+
+
+class Patient(Mark):
+    """Mark with time to spare: a timeout of 10 s."""
+
+    route = r"patient/(?P<name>[a-z0-9-]+)/(?P<seconds>[0-9.]+)"
+    timeout = 10
+
+
+class Stubborn(Processor):
+    """Like Mark, but swallows whatever interrupts its sleep (the soft time limit) and sleeps on."""
+
+    route = r"stubborn/(?P<name>[a-z0-9-]+)/(?P<seconds>[0-9.]+)"
+    timeout = 2
+
+    def process(self, req):
+        trace(req.args["name"], "started")
+        deadline = time.monotonic() + float(req.args["seconds"])
+        while deadline > time.monotonic():
+            try:
+                time.sleep(deadline - time.monotonic())
+            except BaseException:  # noqa: BLE001 - ignoring it is the point
+                pass
+        trace(req.args["name"], "done")
+        return "finished anyway"
+
+
+class Die(Processor):
+    """Leaves a trace, then kills its worker process, every time."""
+
+    route = r"die/(?P<name>[a-z0-9-]+)"
+
+    def process(self, req):
+        trace(req.args["name"], "started")
+        os._exit(7)
+
+
+class Whoami(Processor):
+    """Which process answered, and its parent (the worker), after a short nap."""
+
+    route = r"whoami/(?P<seconds>[0-9.]+)"
+
+    def process(self, req):
+        time.sleep(float(req.args["seconds"]))
+        return {"pid": os.getpid(), "parent": os.getppid()}
+
+
+@attrs.frozen
+class ResizeArgs:
+    width: int = integer(1, 4096)
+    format: str = choice("jpeg", "png")
+
+
+class Resize(Processor):
+    """Typed arguments and accepts: what it would do to an image."""
+
+    route = r"resize/(?P<width>[^/]+)/(?P<format>[^/]+)"
+    accepts = ("image/*",)
+    Args = ResizeArgs
+
+    def process(self, req):
+        return {**attrs.asdict(req.args), "content_type": req.content_type, "size": req.size}
