@@ -31,7 +31,7 @@ setup(
         "watchfiles>=0.21",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.5", "pyyaml>=6"],
+        "test": ["pytest>=8", "ruff>=0.5", "pyyaml>=6", "hypothesis>=6"],
         "samples": ["Pillow>=10"],
     },
     entry_points={"console_scripts": ["ufop-sdk=ufop_sdk.cli:main"]},
