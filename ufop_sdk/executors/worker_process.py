@@ -79,11 +79,10 @@ class WorkerProcess:
         return self.process.pid
 
     def can_take(self, job):
-        """Room for `job`? A file's descriptor only goes to an idle worker with nothing buffered."""
+        """Room for `job`? A file's descriptor only goes out when nothing is buffered before it."""
         if self.lost or len(self.inflight) >= DEPTH:
             return False
-        return job is None or job.file is None or (not self.inflight and
-                                                   not self.transport.get_write_buffer_size())
+        return job is None or job.file is None or not self.transport.get_write_buffer_size()
 
     def send(self, entry):
         if not self.inflight:
