@@ -1,6 +1,7 @@
 """Getting a request's input from its ``url``: a bounded fetch behind an SSRF guard."""
 
 import ipaddress
+import logging
 import time
 from fnmatch import fnmatchcase
 from urllib.parse import urljoin, urlsplit
@@ -90,6 +91,7 @@ class SourceFetcher:
 
     def __init__(self, policy, max_clients=64):
         self.policy = policy
+        logging.getLogger("tornado.application").addFilter(_QUIET_REFUSALS)  # once: filters are a set
         self.client = SimpleAsyncHTTPClient(force_instance=True, resolver=GuardedResolver(policy=policy),
                                             max_clients=max_clients,
                                             # _Transfer enforces the limit, on decompressed
@@ -161,7 +163,21 @@ class _Transfer:
 
     def _refuse(self, error):
         self.error = error
+        error.is_refusal = True  # see _QuietRefusals
         raise error
+
+
+class _QuietRefusals(logging.Filter):
+    """Tornado logs any exception a callback raises as "Uncaught exception"; a
+    refusal (a source too large, no room to spool it) is raised on purpose and
+    answered as the request's error, so it is not logged as a bug."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, "is_refusal", False)
+
+
+_QUIET_REFUSALS = _QuietRefusals()
 
 
 def _fetch_error(error, url, timeout):

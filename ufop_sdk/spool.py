@@ -65,9 +65,13 @@ class Spool:
         return self._file
 
     def close(self):
+        """Let go of what was received; never raises (a full disk cannot flush, and need not)."""
         self._chunks = []
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the file has no name: the kernel frees it with its descriptor
             self._file = None
 
     def _roll_over(self):

@@ -27,7 +27,10 @@ def migrate_command(app_file, output):
         text, notes = migrate(app_file.read_text(encoding="utf-8"))
     except SyntaxError as exc:
         raise click.ClickException(f"{app_file} is not valid Python: {exc}") from None
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}")
     for note in notes:
         click.echo(f"  needs a look: {note}", err=True)

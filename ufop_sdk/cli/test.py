@@ -49,7 +49,7 @@ def _test_file(runner, cmd, path, output, content_type):
         _print_error(response)
         sys.exit(EXIT_FAILED)
     if output:
-        output.write_bytes(response.body)
+        _write(output, response.body)
         click.echo(f"{response.status} {response.content_type}, {len(response.body)} bytes -> {output}",
                    err=True)
     elif is_textual(response.content_type) or not response.body:
@@ -75,15 +75,22 @@ def _test_folder(runner, cmd, folder, output, content_type):
             if response.status >= 400:
                 failures.append((relative, response))
                 continue
-            target = output / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(response.body)
+            _write(output / relative, response.body)
     for relative, response in failures:
         click.echo(f"{relative}: ", err=True, nl=False)
         _print_error(response)
     click.echo(f"{len(files) - len(failures)} ok, {len(failures)} failed", err=True)
     if failures:
         sys.exit(EXIT_FAILED)
+
+
+def _write(path, data):
+    """Write an output file (and its folders), or stop with a clean error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _print_error(response):

@@ -14,6 +14,7 @@ import uuid
 
 import msgpack
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..errors import Overloaded, ProcessingTimeout, UfopError
@@ -80,10 +81,13 @@ class CeleryExecutor(Executor):
                      max(0.0, total - reply["seconds"]), reply["seconds"])
 
     async def health(self):
-        try:
-            await asyncio.wait_for(self.redis.ping(), BROKER_SECONDS)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            return {"broker": self._broker_down(exc).message}
+        for attempt in (1, 2):  # a pooled connection may have died with a Redis now back
+            try:
+                await asyncio.wait_for(self.redis.ping(), BROKER_SECONDS)
+                return {}
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                if attempt == 2 or not isinstance(exc, (RedisConnectionError, ConnectionError)):
+                    return {"broker": self._broker_down(exc).message}
         return {}
 
     def describe(self):
