@@ -1,5 +1,7 @@
 """``ufop-sdk worker``: a Celery worker running the project's processors."""
 
+import sys
+
 import click
 
 from .common import LoadFailed, load_project, load_settings, project_options
@@ -26,6 +28,9 @@ def worker_command(concurrency, project, app, celery_args):
 
     celery = make_celery_app(settings, load_project(settings))
     celery.conf.worker_pool = PREFORK  # by name here: the --pool flag takes only Celery's own names
-    celery.worker_main(["worker", f"--concurrency={settings.concurrency}",
+    # Celery's worker_main drops the worker's exit code (an "Unrecoverable error" would exit 0,
+    # and a restart-on-failure supervisor would leave it down); start() returns it.
+    code = celery.start(["worker", f"--concurrency={settings.concurrency}",
                         f"--queues={QUEUE}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
                         *celery_args])
+    sys.exit(code or 0)
