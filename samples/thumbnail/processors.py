@@ -21,6 +21,7 @@ MAX_PIXELS = int(os.environ.get("THUMBNAIL_MAX_PIXELS", 50_000_000))
 # Pillow's own check would raise its error (a 500) for the largest bombs;
 # the one above answers 413 for every size over the limit.
 Image.MAX_IMAGE_PIXELS = None
+EXIF_ORIENTATION = 0x0112
 OUTPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "png"}
 SAVE_OPTIONS = {"jpeg": {"optimize": False, "progressive": False}, "png": {"compress_level": 6},
                 "webp": {"method": 4}}
@@ -60,7 +61,8 @@ def resize(image, size, fill):
     if image.format == "JPEG":
         # Decode at the smallest power-of-two reduction still at least the scaled size.
         image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-    image = ImageOps.exif_transpose(image)
+    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # most photos need no turn: skip the copy
+        image = ImageOps.exif_transpose(image)
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert("RGBA" if "transparency" in image.info or image.mode in ("P", "PA") else "RGB")
     if fill:

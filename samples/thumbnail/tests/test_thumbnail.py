@@ -109,3 +109,11 @@ def test_a_decompression_bomb_is_413_before_decoding():
     response = run("fit/10x10", png, project=PROJECT)
     assert response.status == 413
     assert "30000x30000" in json.loads(response.body)["error"]
+
+
+def test_an_exif_rotated_photo_comes_out_upright():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    output = io.BytesIO()
+    Image.new("RGB", (400, 200)).save(output, "JPEG", exif=exif)
+    assert decoded(run("fit/100x100", output.getvalue(), project=PROJECT)).size == (50, 100)
