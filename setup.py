@@ -26,7 +26,7 @@ setup(
         "prometheus-client>=0.17",
         "python-dotenv>=1.0",
         "python-magic>=0.4.27",
-        "redis>=5.0",
+        "redis[hiredis]>=5.0",
         "tornado>=6.4",
         "watchfiles>=0.21",
     ],
