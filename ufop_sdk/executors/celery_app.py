@@ -83,7 +83,7 @@ def make_celery_app(settings, app):
         broker_connection_timeout=1.0,
         broker_connection_retry_on_startup=True,
         # A message not acknowledged within this goes back to the queue: longer than any task can run.
-        broker_transport_options={"visibility_timeout": int(longest * 2 + 60)},
+        broker_transport_options={"visibility_timeout": int(longest * 2 + 10)},
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
         # With the broker gone, the worker cancels what runs (acks_late: it is delivered
