@@ -32,17 +32,35 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
 
     Routing on the raw path, before Tornado builds an HTTPServerRequest,
     keeps the hot path free of work it does not need.
+
+    It also bounds how long a client may take to send a request: its
+    headers within `idle_seconds` (which also bounds an idle keep-alive
+    connection), then its body within `body_seconds`. Tornado's own header
+    and body timeouts cost a timer and a task per request; here a
+    connection's deadline is one entry in a dict, and `close_slow_clients`,
+    run every second, closes the connections past theirs.
     """
 
-    def __init__(self, service, application):
+    def __init__(self, service, application, idle_seconds, body_seconds):
         self.service = service
         self.application = application
+        self.idle_seconds = idle_seconds
+        self.body_seconds = body_seconds
+        self.deadlines = {}  # HTTP1ServerConnection -> when what it waits for must have arrived
 
     def start_request(self, server_conn, request_conn):
+        self.deadlines[server_conn] = time.monotonic() + self.idle_seconds
         return _Dispatch(self, server_conn, request_conn)
 
     def on_close(self, server_conn):
+        self.deadlines.pop(server_conn, None)
         self.application.on_close(server_conn)
+
+    def close_slow_clients(self):
+        now = time.monotonic()
+        for server_conn in [conn for conn, deadline in self.deadlines.items() if now > deadline]:
+            del self.deadlines[server_conn]
+            server_conn.stream.close()
 
 
 class _Dispatch(httputil.HTTPMessageDelegate):
@@ -53,19 +71,23 @@ class _Dispatch(httputil.HTTPMessageDelegate):
         self.delegate = None
 
     def headers_received(self, start_line, headers):
+        dispatcher = self.dispatcher
+        dispatcher.deadlines[self.server_conn] = time.monotonic() + dispatcher.body_seconds
         if start_line.path.partition("?")[0] in HANDLER_PATHS:
-            self.delegate = ProcessRequest(self.dispatcher.service, self.request_conn)
+            self.delegate = ProcessRequest(dispatcher.service, self.request_conn)
         else:
-            self.delegate = self.dispatcher.application.start_request(self.server_conn, self.request_conn)
+            self.delegate = dispatcher.application.start_request(self.server_conn, self.request_conn)
         return self.delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk):
         return self.delegate.data_received(chunk)
 
     def finish(self):
+        self.dispatcher.deadlines.pop(self.server_conn, None)  # answering is bounded by timeouts of its own
         self.delegate.finish()
 
     def on_connection_close(self):
+        self.dispatcher.deadlines.pop(self.server_conn, None)
         if self.delegate is not None:
             self.delegate.on_connection_close()
 
@@ -129,8 +151,19 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
         if self.drain_until is not None:
             self.connection.finish()
             self._log()
-        else:
-            self.service.run_soon(self._answer())
+            return
+        spool = self.spool
+        try:
+            reply = self.service.process(
+                self.match, self.cmd, self.request_id, url=self.url, timings=self.timings,
+                declared_content_type=self.headers.get("Content-Type"),
+                body=spool.getvalue() if spool is not None and spool.in_memory else None,
+                file=spool.file() if spool is not None and not spool.in_memory else None)
+        except Exception as exc:  # noqa: BLE001 - answered like a failure of the reply
+            self._close_spool()
+            self._answer(exc, None)
+            return
+        reply.add_done_callback(self._replied)
 
     def on_connection_close(self):
         self._close_spool()
@@ -146,18 +179,24 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
             self.connection.finish()
             self._log()
 
-    async def _answer(self):
-        try:
-            response = await self._process()
-        except UfopError as exc:
-            response = self.service.error_response(exc, self.request_id)
-        except Exception:  # noqa: BLE001 - a bug here must cost one request, not the server
-            log.exception("request %s failed", self.request_id)
-            error = UfopError("internal server error")
-            error.details = traceback.format_exc()
+    def _replied(self, future):
+        self._close_spool()
+        error = UfopError("the request was cancelled", 503) if future.cancelled() else future.exception()
+        self._answer(error, None if error else future.result())
+
+    def _answer(self, error, reply):
+        """Send `reply`, or the JSON of `error`; then log the request."""
+        if reply is not None:
+            self.timings["queue"] = reply.queued_seconds
+            self.timings["process"] = reply.processing_seconds
+            response = reply
+        elif isinstance(error, UfopError):
             response = self.service.error_response(error, self.request_id)
-        finally:
-            self._close_spool()
+        else:  # a bug here must cost one request, not the server
+            log.error("request %s failed", self.request_id, exc_info=error)
+            internal = UfopError("internal server error")
+            internal.details = "".join(traceback.format_exception(error))
+            response = self.service.error_response(internal, self.request_id)
         if self.logged:  # the client went away while we worked
             return
         try:
@@ -167,14 +206,6 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
             log.exception("request %s: cannot send the answer", self.request_id)
             self.connection.close()
         self._log()
-
-    async def _process(self):
-        spool = self.spool
-        return await self.service.process(
-            self.match, self.cmd, self.request_id, url=self.url, timings=self.timings,
-            declared_content_type=self.headers.get("Content-Type"),
-            body=spool.getvalue() if spool is not None and spool.in_memory else None,
-            file=spool.file() if spool is not None and not spool.in_memory else None)
 
     def _write(self, response):
         """Status line, headers and body of `response` (a Response or a Reply), in one write."""

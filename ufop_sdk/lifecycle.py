@@ -18,8 +18,6 @@ from .server import make_application
 
 log = logging.getLogger("ufop_sdk.server")
 
-IDLE_CONNECTION_SECONDS = 60  # a keep-alive connection with no request
-BODY_SECONDS = 600  # reading one request body
 MAX_HEADER_BYTES = 64 << 10
 
 
@@ -30,11 +28,13 @@ async def run_server(service, host, port, *, background=(), extra_routes=()):
     `extra_routes` more paths to serve (see make_application). Raises
     OSError when the port cannot be bound.
     """
-    server = HTTPServer(make_application(service, extra_routes),
-                        idle_connection_timeout=IDLE_CONNECTION_SECONDS, body_timeout=BODY_SECONDS,
-                        max_header_size=MAX_HEADER_BYTES,
+    dispatcher = make_application(service, extra_routes)
+    server = HTTPServer(dispatcher, max_header_size=MAX_HEADER_BYTES,
                         # /handler enforces its own limit and answers 413 in JSON.
                         max_body_size=1 << 62, decompress_request=False)
+    # The dispatcher bounds how long a client takes to send its request (see
+    # Dispatcher); HTTPServer offers no way to turn its own header timer off.
+    server.conn_params.header_timeout = None
     server.listen(port, host)
     settle_garbage_collector()
     stop = asyncio.Event()
@@ -43,6 +43,8 @@ async def run_server(service, host, port, *, background=(), extra_routes=()):
         loop.add_signal_handler(signum, stop.set)
     flusher = PeriodicCallback(service.access_log.flush, FLUSH_SECONDS * 1000)
     flusher.start()
+    slow_clients = PeriodicCallback(dispatcher.close_slow_clients, 1000)
+    slow_clients.start()
     tasks = [asyncio.ensure_future(coroutine) for coroutine in background]
     starting = asyncio.ensure_future(service.executor.start())
     log.info("serving on http://%s:%s with %s", host, port, type(service.executor).__name__)
@@ -60,5 +62,6 @@ async def run_server(service, host, port, *, background=(), extra_routes=()):
     await service.executor.close()
     service.fetcher.close()
     flusher.stop()
+    slow_clients.stop()
     service.access_log.flush()
     log.info("stopped")

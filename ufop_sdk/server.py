@@ -73,39 +73,38 @@ class Service:
             raise ProjectUnavailable(self.load_error)
         return self.app.routes.resolve(cmd)
 
-    async def process(self, match, cmd, request_id, *, body=None, file=None, url=None,
-                      declared_content_type=None, timings=None):
-        """Run one routed cmd on its input (`body` bytes or an open `file`) and return the Reply.
+    def process(self, match, cmd, request_id, *, body=None, file=None, url=None,
+                declared_content_type=None, timings=None):
+        """Start one routed cmd on its input (`body` bytes or an open `file`): a Future of its Reply.
 
         With only a `url`, the source is fetched here first, unless the
-        executor's workers fetch sources themselves. Raises UfopError.
+        executor's workers fetch sources themselves. Raises UfopError when
+        the request is refused at once (Overloaded), and the Future fails
+        with UfopError when it is refused later. The Future is the
+        executor's own when there is nothing to fetch, so the hot path runs
+        no task of its own.
         """
-        timings = {} if timings is None else timings
-        fetched = None
         if url is not None and body is None and file is None and not self.executor.fetches_sources:
-            began = time.monotonic()
-            fetched = await self.fetcher.fetch(url)
-            timings["fetch"] = time.monotonic() - began
-            spool, declared_content_type = fetched.spool, fetched.content_type
-            body, file = (spool.getvalue(), None) if spool.in_memory else (None, spool.file())
-        try:
-            route = match.route
-            reply = await self.executor.submit(Job(
-                cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
-                request_id=request_id, url=url, declared_content_type=declared_content_type,
-                body=body, file=file))
-        finally:
-            if fetched is not None:
-                fetched.spool.close()
-        timings["queue"] = reply.queued_seconds
-        timings["process"] = reply.processing_seconds
-        return reply
+            return asyncio.ensure_future(self._fetch_and_process(
+                match, cmd, request_id, url, {} if timings is None else timings))
+        route = match.route
+        return asyncio.ensure_future(self.executor.submit(Job(
+            cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
+            request_id=request_id, url=url, declared_content_type=declared_content_type,
+            body=body, file=file)))
 
-    def run_soon(self, coroutine):
-        """Run `coroutine` as a task, holding it so it is not collected before it ends."""
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _fetch_and_process(self, match, cmd, request_id, url, timings):
+        began = time.monotonic()
+        fetched = await self.fetcher.fetch(url)
+        timings["fetch"] = time.monotonic() - began
+        spool = fetched.spool
+        try:
+            return await self.process(
+                match, cmd, request_id, url=url, declared_content_type=fetched.content_type,
+                body=spool.getvalue() if spool.in_memory else None,
+                file=None if spool.in_memory else spool.file())
+        finally:
+            spool.close()
 
     def started(self):
         self.in_flight += 1
@@ -206,7 +205,8 @@ def make_application(service, extra_routes=()):
         *((pattern, handler, {"service": service}) for pattern, handler in extra_routes),
     ], default_handler_class=UnknownPathHandler, default_handler_args={"service": service},
         compress_response=False, log_function=_no_tornado_access_log)
-    return Dispatcher(service, application)
+    settings = service.settings
+    return Dispatcher(service, application, settings.idle_timeout, settings.body_timeout)
 
 
 def _no_tornado_access_log(handler):

@@ -117,6 +117,8 @@ ENVIRONMENT = {
     "allowed_source_hosts": ("UFOP_ALLOWED_SOURCE_HOSTS", parse_host_patterns),
     "max_pending": ("UFOP_MAX_PENDING", parse_positive_int),
     "grace": ("UFOP_GRACE", parse_seconds),
+    "idle_timeout": ("UFOP_IDLE_TIMEOUT", parse_seconds),
+    "body_timeout": ("UFOP_BODY_TIMEOUT", parse_seconds),
     "log_dir": ("UFOP_LOG_DIR", parse_directory),
     "spool_dir": ("UFOP_SPOOL_DIR", parse_directory),
 }
@@ -145,6 +147,10 @@ class Settings:
     allowed_source_hosts: tuple = ()
     max_pending: int | None = None
     grace: float = 30.0
+    # a client's time to send a request's headers (and so an idle keep-alive
+    # connection's life), then its body
+    idle_timeout: float = 60.0
+    body_timeout: float = 600.0
     log_dir: Path | None = None
     spool_dir: Path | None = None
 

@@ -44,9 +44,12 @@ class Executor:
         reply = await executor.submit(job)
         assert reply.status == 200
 
-    `submit` raises Overloaded when too many requests wait, ProcessingTimeout
-    past the job's timeout, or UfopError when the worker died; a processor's
-    own errors come back as Replies with their status.
+    `submit` returns an awaitable of the Reply: a coroutine, or a Future
+    when the executor can answer without a task of its own (the local pool
+    does, on the hot path). It raises Overloaded when too many requests
+    wait; the Reply fails with ProcessingTimeout past the job's timeout, or
+    UfopError when the worker died. A processor's own errors come back as
+    Replies with their status.
     """
 
     fetches_sources = False
@@ -54,7 +57,7 @@ class Executor:
     async def start(self):
         """Start workers; returns when the executor can take jobs."""
 
-    async def submit(self, job):
+    def submit(self, job):
         raise NotImplementedError
 
     async def health(self):

@@ -78,30 +78,20 @@ class LocalPool(Executor):
         for _ in range(self.size):
             self._background(self._spawn(self.generation))
 
-    async def submit(self, job):
+    def submit(self, job):
+        """Queue `job`: a Future of its Reply (no task runs per job)."""
         if self.pending >= self.pending_limit:
             raise Overloaded(f"too many requests in progress ({self.pending_limit}); retry shortly")
         if not self._current_workers() and self.broken:
             raise Overloaded(f"no worker is available: {self.broken}")
-        self.pending += 1
-        submitted = time.monotonic()
         header = {"op": "run", "cmd": job.cmd, "processor": job.processor, "groups": job.groups,
                   "request_id": job.request_id, "declared_content_type": job.declared_content_type,
                   "url": job.url, "fd": job.file is not None}
         entry = Entry(job, header, job.timeout, asyncio.get_running_loop().create_future())
-        try:
-            self.queue.append(entry)
-            self._dispatch()
-            reply, body, started = await entry.future
-        except WorkerLost:
-            if entry.timed_out:
-                raise ProcessingTimeout(f"processor {job.processor!r} ran past its timeout of "
-                                        f"{job.timeout:g}s") from None
-            raise UfopError(f"the worker running processor {job.processor!r} died") from None
-        finally:
-            self.pending -= 1
-        return Reply(reply["status"], reply["content_type"], reply["headers"], body,
-                     started - submitted, time.monotonic() - started)
+        self.pending += 1
+        self.queue.append(entry)
+        self._dispatch()
+        return entry.future
 
     async def health(self):
         problems = {}
@@ -124,9 +114,7 @@ class LocalPool(Executor):
         if self._deadlines is not None:
             self._deadlines.cancel()
         while self.queue:
-            entry = self.queue.popleft()
-            if not entry.future.done():
-                entry.future.set_exception(Overloaded("the server is shutting down"))
+            self._settle(self.queue.popleft(), error=Overloaded("the server is shutting down"))
         workers = list(self.workers)
         for worker in workers:
             if worker.inflight:  # past the grace period: its request is abandoned
@@ -136,13 +124,29 @@ class LocalPool(Executor):
 
     # Called by WorkerProcess
 
-    def frame_answered(self, worker):
+    def entry_answered(self, worker, entry, header, body):
+        if entry.job is None:  # a health check
+            self._settle(entry, header)
+        else:
+            finished = time.monotonic()
+            self._settle(entry, Reply(header["status"], header["content_type"], header["headers"], body,
+                                      entry.started - entry.queued, finished - entry.started))
         if worker.generation != self.generation and not worker.inflight:
             self._retire(worker)
         self._dispatch()
 
-    def worker_lost(self, worker, unstarted):
-        """A worker's socket closed: replace it; what it had not started goes first in line."""
+    def worker_lost(self, worker, running, unstarted):
+        """A worker's socket closed: `running` fails, what it had not started goes first in line."""
+        if running is not None:
+            job = running.job
+            if job is None:
+                error = None
+            elif running.timed_out:
+                error = ProcessingTimeout(f"processor {job.processor!r} ran past its timeout of "
+                                          f"{job.timeout:g}s")
+            else:
+                error = UfopError(f"the worker running processor {job.processor!r} died")
+            self._settle(running, {"problems": {}} if job is None else None, error)
         self.queue.extendleft(reversed(unstarted))
         if worker not in self.workers:
             return
@@ -159,8 +163,8 @@ class LocalPool(Executor):
         """Send queued jobs, oldest first, to the least busy current worker with room."""
         while self.queue:
             entry = self.queue[0]
-            if entry.future.done():
-                self.queue.popleft()
+            if entry.future.done():  # its caller gave up waiting
+                self._settle(self.queue.popleft())
                 continue
             room = [worker for worker in self.workers
                     if worker.generation == self.generation and worker.can_take(entry.job)]
@@ -170,17 +174,24 @@ class LocalPool(Executor):
             worker = min(room, key=lambda candidate: len(candidate.inflight))
             worker.send(entry)
 
+    def _settle(self, entry, result=None, error=None):
+        """The one place an entry ends: it stops counting as pending, and its Future is set."""
+        if entry.job is not None:
+            self.pending -= 1
+        if entry.future.done():
+            return
+        if error is None:
+            entry.future.set_result(result)
+        else:
+            entry.future.set_exception(error)
+
     def _current_workers(self):
         return [worker for worker in self.workers if worker.generation == self.generation]
 
     async def _processor_health(self, worker):
         entry = Entry(None, {"op": "health"}, HEALTH_TIMEOUT, asyncio.get_running_loop().create_future())
         worker.send(entry)
-        try:
-            header, _, _ = await entry.future
-        except WorkerLost:
-            return {}
-        return header["problems"]
+        return (await entry.future)["problems"]
 
     def _check_deadlines(self):
         now = time.monotonic()
@@ -240,9 +251,7 @@ class LocalPool(Executor):
         if not self._current_workers():
             error = Overloaded(f"no worker is available: {reason}")
             while self.queue:
-                entry = self.queue.popleft()
-                if not entry.future.done():
-                    entry.future.set_exception(error)
+                self._settle(self.queue.popleft(), error=error)
         self._background(self._spawn(generation))
 
     def _background(self, coroutine):

@@ -21,19 +21,23 @@ SHRINK_ABOVE = 4 << 20
 
 
 class WorkerLost(Exception):
-    """The worker's socket closed while this job ran: it died, or it was killed."""
+    """The worker's socket closed before it was ready: it died, or it was killed."""
 
 
 class Entry:
-    """A job sent to a worker: the frame to send, its timeout, and who waits for the answer."""
+    """A job for a worker: the frame to send, its timeout, and the Future waiting for the answer.
 
-    __slots__ = ("job", "header", "timeout", "future", "started", "timed_out")
+    A job of None is a health check.
+    """
+
+    __slots__ = ("job", "header", "timeout", "future", "queued", "started", "timed_out")
 
     def __init__(self, job, header, timeout, future):
         self.job = job
         self.header = header
         self.timeout = timeout
         self.future = future
+        self.queued = time.monotonic()
         self.started = None
         self.timed_out = False
 
@@ -41,8 +45,9 @@ class Entry:
 class WorkerProcess:
     """One worker process and its socket. Create with `start`; the pool supervises it.
 
-    `pool.frame_answered(worker)` runs after each answer and
-    `pool.worker_lost(worker, unstarted_entries)` once, when the socket closes.
+    `pool.entry_answered(worker, entry, header, body)` runs for each answer,
+    and `pool.worker_lost(worker, running_entry, unstarted_entries)` once,
+    when the socket closes.
     """
 
     def __init__(self, process, sock, generation, pool):
@@ -106,9 +111,7 @@ class WorkerProcess:
             self._start(self.inflight[0])
         else:
             self.deadline = None
-        if not entry.future.done():
-            entry.future.set_result((header, body, entry.started))
-        self.pool.frame_answered(self)
+        self.pool.entry_answered(self, entry, header, body)
 
     def connection_lost(self):
         self.lost = True
@@ -116,9 +119,7 @@ class WorkerProcess:
             self.ready.set_exception(WorkerLost())
         entries = list(self.inflight)
         self.inflight.clear()
-        if entries and not entries[0].future.done():
-            entries[0].future.set_exception(WorkerLost())
-        self.pool.worker_lost(self, entries[1:])
+        self.pool.worker_lost(self, entries[0] if entries else None, entries[1:])
 
     def _start(self, entry):
         entry.started = time.monotonic()
