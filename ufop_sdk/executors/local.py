@@ -170,9 +170,10 @@ class LocalPool(Executor):
                     if worker.generation == self.generation and worker.can_take(entry.job)]
             if not room:
                 return
-            self.queue.popleft()
             worker = min(room, key=lambda candidate: len(candidate.inflight))
-            worker.send(entry)
+            if not worker.send(entry):
+                return  # that worker's socket is full: its next answer dispatches again
+            self.queue.popleft()
 
     def _settle(self, entry, result=None, error=None):
         """The one place an entry ends: it stops counting as pending, and its Future is set."""

@@ -5,6 +5,7 @@ its socket, so it never sleeps between jobs under load and the server never
 has to wake it. A job's timeout starts when it becomes the one running.
 """
 
+import array
 import asyncio
 import collections
 import json
@@ -15,6 +16,7 @@ import time
 from . import protocol
 
 DEPTH = 2
+SEND_BUFFER = 4 << 20
 INITIAL_BUFFER = 64 << 10
 MIN_FREE = 16 << 10
 SHRINK_ABOVE = 4 << 20
@@ -66,6 +68,9 @@ class WorkerProcess:
     @classmethod
     async def start(cls, command, environment, generation, pool):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Room for a whole in-memory input in the socket, so sending it takes one
+        # call and no copy in this process (the kernel caps it at wmem_max).
+        parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         try:
             process = subprocess.Popen([*command, "--fd", str(child.fileno())],
                                        pass_fds=[child.fileno()], env=environment)
@@ -84,23 +89,42 @@ class WorkerProcess:
         return self.process.pid
 
     def can_take(self, job):
-        """Room for `job`? A file's descriptor only goes out when nothing is buffered before it."""
+        """Room for `job`? A file's descriptor only goes out when nothing is buffered before it,
+        so that it travels with the first byte of its frame."""
         if self.lost or len(self.inflight) >= DEPTH:
             return False
         return job is None or job.file is None or not self.transport.get_write_buffer_size()
 
     def send(self, entry):
+        """Send `entry`'s frame; False if it must wait (a descriptor, and the socket is full)."""
+        job = entry.job
+        body = (job.body or b"") if job is not None else b""
+        buffers = [protocol.encode(entry.header, body), body]
+        if not self.transport.get_write_buffer_size():
+            # Straight to the socket: header and body in one call and no copy,
+            # and a descriptor with the frame's first byte. The transport
+            # only takes what does not fit.
+            fds = [job.file.fileno()] if job is not None and job.file is not None else []
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+            try:
+                sent = self.socket.sendmsg(buffers, ancillary)
+            except (BlockingIOError, InterruptedError):
+                if fds:
+                    return False  # the worker has frames to read: its next answer brings a retry
+                sent = 0
+            except OSError:
+                # The worker is gone (EPIPE) and the loop has not said so yet:
+                # close now, so its connection_lost sends `entry` elsewhere.
+                self.lost = True
+                self.transport.abort()
+                return False
+            buffers = _unsent(buffers, sent)
+        if buffers:
+            self.transport.writelines(buffers)
         if not self.inflight:
             self._start(entry)
         self.inflight.append(entry)
-        job = entry.job
-        body = (job.body or b"") if job is not None else b""
-        frame = protocol.encode(entry.header, body)
-        if job is not None and job.file is not None:
-            # Nothing is buffered (see can_take), so the descriptor's frame goes out whole and in order.
-            sent = socket.send_fds(self.socket, [frame], [job.file.fileno()])
-            frame = frame[sent:]
-        self.transport.writelines([frame, body])
+        return True
 
     def frame_received(self, header, body):
         if not self.ready.done():
@@ -133,6 +157,15 @@ class WorkerProcess:
         """Close the socket: the worker sees end-of-file after its jobs, and exits."""
         if self.transport is not None:
             self.transport.close()
+
+
+def _unsent(buffers, sent):
+    """What of `buffers` is left after the first `sent` bytes went out."""
+    for index, buffer in enumerate(buffers):
+        if sent < len(buffer):
+            return [memoryview(buffer)[sent:], *buffers[index + 1:]]
+        sent -= len(buffer)
+    return []
 
 
 class FrameReader(asyncio.BufferedProtocol):
