@@ -238,10 +238,8 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
         self.timings["total"] = time.monotonic() - self.began
         status = self.status if self.answered else 499
         self.service.metrics.observe(self.processor, status, self.timings)
-        self.service.access_log.write(
-            request_id=getattr(self, "request_id", None), cmd=self.cmd, processor=self.processor,
-            status=status, bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-            ms={stage: round(seconds * 1000, 2) for stage, seconds in self.timings.items()})
+        self.service.access_log.request(getattr(self, "request_id", None), self.cmd, self.processor, status,
+                                        self.bytes_in, self.bytes_out, self.timings)
 
 
 def _query_parameters(query):

@@ -1,5 +1,5 @@
-"""No pickle on the local workers' wire: a worker answers its JSON frames, and closes on anything else
-without running what it carries. Outcomes go to test-artifacts/reliability/security.json."""
+"""No pickle on the local workers' wire: a worker answers its msgpack frames, and closes on anything
+else without running what it carries. Outcomes go to test-artifacts/reliability/security.json."""
 
 import json
 import pickle
@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import msgpack
 import pytest
 from harness import PROJECT, record
 from hostile import Exploit
@@ -50,7 +51,7 @@ def run_frame(body):
     return protocol.encode(header, body) + body
 
 
-def test_a_local_worker_answers_json_frames(local_worker):
+def test_a_local_worker_answers_its_frames(local_worker):
     process, sock = local_worker
     sock.sendall(run_frame(b"a frame"))
     header, body, _ = protocol.FrameReceiver(sock).next()
@@ -65,11 +66,14 @@ HOSTILE_FRAMES = {
     "not UTF-8": lambda marker: b"\xff\xfe\x80" + str(marker).encode(),
     "JSON, not an object": lambda marker: json.dumps(["touch", str(marker)]).encode(),
     "JSON naming no processor": lambda marker: json.dumps({"op": "exec", "code": f"touch {marker}"}).encode(),
+    "msgpack, not a map": lambda marker: msgpack.packb(["touch", str(marker)]),
+    "msgpack naming no processor": lambda marker: msgpack.packb({"op": "exec", "code": f"touch {marker}"}),
+    "msgpack extension type": lambda marker: msgpack.packb({"op": msgpack.ExtType(1, str(marker).encode())}),
 }
 
 
 @pytest.mark.parametrize("kind", list(HOSTILE_FRAMES))
-def test_a_local_worker_closes_on_a_frame_that_is_not_its_json(local_worker, tmp_path, kind):
+def test_a_local_worker_closes_on_a_frame_that_is_not_its_own(local_worker, tmp_path, kind):
     process, sock = local_worker
     marker = tmp_path / "unpickled"
     header = HOSTILE_FRAMES[kind](marker)

@@ -8,7 +8,6 @@ has to wake it. A job's timeout starts when it becomes the one running.
 import array
 import asyncio
 import collections
-import json
 import socket
 import subprocess
 import time
@@ -195,7 +194,7 @@ class FrameReader(asyncio.BufferedProtocol):
                     return
                 break
             with memoryview(self.buffer) as view:
-                header = json.loads(str(view[start + protocol.PREFIX.size:header_end], "utf-8"))
+                header = protocol.decode_header(view[start + protocol.PREFIX.size:header_end])
                 body = bytes(view[header_end:end])
             start = end
             self.worker.frame_received(header, body)
