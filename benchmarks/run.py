@@ -119,8 +119,14 @@ def trivial_vs_bare_tornado(rounds, seconds):
             bare_rates.append(wrk(bare_port, "/handler", seconds)["rps"])
             serve_rates.append(wrk(serve_port, "/handler?cmd=bench-ufop/hello", seconds)["rps"])
     bare, served = statistics.median(bare_rates), statistics.median(serve_rates)
+    ratio = paired(serve_rates, bare_rates)
     return [("trivial processor, wrk 16 connections keep-alive: requests/s", f"{served:,.0f}",
-             f"bare Tornado {bare:,.0f}", f"{served / bare:.0%}", ">= 70%", served / bare >= 0.70)]
+             f"bare Tornado {bare:,.0f}", f"{ratio:.0%}", ">= 70%", ratio >= 0.70)]
+
+
+def paired(ours, theirs):
+    """The median of the rounds' ratios: each round's pair was measured back to back."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 class Redis:
@@ -262,22 +268,25 @@ def thumbnails(rounds, seconds):
         with serve(THUMBNAIL, serve_port, workers=cores), _in(folder, thumbor, thumbor_port):
             wrk(serve_port, path, 1, connections=8, body_file=image)
             wrk(thumbor_port, "/unsafe/200x200/photo.jpg", 1, connections=8, method="GET")
+            # All four in every round, so a noisy moment hits one round, not one contender.
+            # The idle servers cost the direct loops nothing.
             for _ in range(rounds):
                 figures["serve"].append(wrk(serve_port, path, seconds, connections=8, body_file=image)["rps"])
                 figures["thumbor"].append(wrk(thumbor_port, "/unsafe/200x200/photo.jpg", seconds,
                                               connections=8, method="GET")["rps"])
-        for _ in range(rounds):
-            figures["sample"].append(direct("sample", image, seconds, cores))
-            figures["pillow"].append(direct("pillow", image, seconds, cores))
+                figures["sample"].append(direct("sample", image, seconds, cores))
+                figures["pillow"].append(direct("pillow", image, seconds, cores))
     served, thumbor_rate, sample, pillow = (statistics.median(figures[k])
                                             for k in ("serve", "thumbor", "sample", "pillow"))
+    vs_thumbor, vs_sample, vs_pillow = (paired(figures["serve"], figures[k])
+                                        for k in ("thumbor", "sample", "pillow"))
     label = f"thumbnail/200x200 of a 1600x1200 JPEG ({size_kib:.0f} KiB), 8 connections: requests/s"
-    return [(label, f"{served:,.0f}", f"thumbor {thumbor_rate:,.0f}", f"{served / thumbor_rate:.1f}x",
-             ">= 3x", served >= 3 * thumbor_rate),
+    return [(label, f"{served:,.0f}", f"thumbor {thumbor_rate:,.0f}", f"{vs_thumbor:.1f}x",
+             ">= 3x", vs_thumbor >= 3),
             ("... vs the sample's process() in a tight loop per core", f"{served:,.0f}", f"{sample:,.0f}",
-             f"{served / sample:.0%}", ">= 90%", served >= 0.9 * sample),
+             f"{vs_sample:.0%}", ">= 90%", vs_sample >= 0.9),
             ("... vs the best plain-Pillow code per core", f"{served:,.0f}", f"{pillow:,.0f}",
-             f"{served / pillow:.0%}", ">= 80%", served >= 0.8 * pillow)]
+             f"{vs_pillow:.0%}", ">= 80%", vs_pillow >= 0.8)]
 
 
 class _in:
@@ -313,7 +322,7 @@ def main():
     rows = trivial_vs_bare_tornado(options.rounds, options.seconds) + upload_peak_rss() + \
         thumbnails(options.rounds, options.seconds) + celery_mode(options.rounds, options.seconds)
     print(f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}; medians of {options.rounds} "
-          f"alternating rounds of {options.seconds} s\n")
+          f"alternating rounds of {options.seconds} s (ratios: the median of each round's ratio)\n")
     print("| measure | ufop-sdk | reference | ratio | target | met |")
     print("|---|---|---|---|---|---|")
     for name, value, reference, ratio, target, met in rows:

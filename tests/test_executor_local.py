@@ -182,6 +182,30 @@ def test_a_client_hanging_up_while_its_request_runs_leaves_no_spool(server, spoo
     assert_answers_normally(server, 3)
 
 
+def test_a_client_hanging_up_while_its_request_waits_costs_no_other_request():
+    """Its spooled input is kept until the pool lets go of the job, which never runs."""
+    head = b"POST /handler?cmd=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    with Server(SERVER, "--host", "127.0.0.1", workers=1) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as running, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as next_up, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as waiting:
+        running.sendall(head % (b"t/sleep/1", 0))
+        next_up.sendall(head % (b"t/sleep/0.5", 0))  # held in the worker's socket: the pool holds the next
+        time.sleep(0.2)
+        waiting.sendall(head % (b"t/echo", LARGE) + os.urandom(LARGE))
+        time.sleep(0.2)
+        waiting.close()  # hangs up while its job waits in the pool
+        for sock, expected in ((running, b"slept 1"), (next_up, b"slept 0.5")):
+            answer = b""
+            while not answer.endswith(expected):
+                answer += sock.recv(65536) or b"<closed>"
+                assert not answer.endswith(b"<closed>"), answer
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert_answers_normally(server, 3)
+        assert server.health()[1]["workers"] == 1
+        assert "died" not in server.output() and "Traceback" not in server.output()
+
+
 # A pool that cannot start.
 
 @pytest.fixture(scope="module")
