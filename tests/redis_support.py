@@ -117,9 +117,10 @@ class Worker:
 
     names = itertools.count(1)
 
-    def __init__(self, project, broker_url, *, concurrency=1, env=None):
+    def __init__(self, project, broker_url, *, concurrency=1, env=None, args=()):
         self.project = Path(project)
         self.concurrency = concurrency
+        self.args = list(args)  # more arguments for `celery worker`
         self.env = {"UFOP_BROKER_URL": broker_url, **(env or {})}
         self.name = f"ufop-test-{os.getpid()}-{next(self.names)}@127.0.0.1"
         self.log = tempfile.NamedTemporaryFile(prefix="ufop-worker-", suffix=".log", delete=False)
@@ -146,7 +147,8 @@ class Worker:
     def start(self):
         # "ready." is logged at INFO; the worker's own default level is WARNING.
         command = [sys.executable, "-m", "ufop_sdk", "worker", "--project", str(self.project),
-                   "--concurrency", str(self.concurrency), "--", "--loglevel=INFO", f"--hostname={self.name}"]
+                   "--concurrency", str(self.concurrency), "--", "--loglevel=INFO", f"--hostname={self.name}",
+                   *self.args]
         self.process = subprocess.Popen(command, env=clean_environment(self.env), stdout=self.log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

@@ -8,12 +8,17 @@ import asyncio
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
+import redis
 from harness import PROJECT, record, sized
+from kombu import Exchange, Producer, Queue
 from loadgen import Call, answers, echo, error_check, eventually, every, handler, load
 from redis_support import RedisServer, Worker
 from support import Server
+
+from ufop_sdk.executors.celery_app import REDIS_TRANSPORT, make_celery_app
 
 pytestmark = pytest.mark.reliability
 
@@ -139,6 +144,49 @@ def test_redis_restarted_under_load_answers_503_while_down_and_recovers(tmp_path
         "statuses_between_restart_and_recovery": _statuses(between("up", "recovered")),
         "first_health_after_recovery": first_health_after}})
     assert first_health_after[0] == 200, f"Redis is back and requests succeed, yet: {first_health_after}"
+
+
+def test_a_connection_closed_with_redis_down_and_a_brpop_in_flight_closes_cleanly():
+    """The sequence that stopped ``ufop-sdk worker`` about one Redis restart in four.
+
+    With kombu's own Redis channel (5.7.0), the close in ``collect()`` fails reading the BRPOP in
+    flight, leaving the channel open with its unacknowledged message; then close() restores it
+    with the transport detached: AttributeError, which Celery takes for an unrecoverable error.
+    """
+    with RedisServer() as broker:
+        settings = SimpleNamespace(broker_url=broker.url())
+        celery = make_celery_app(settings, SimpleNamespace(module_name="t", routes=[
+            SimpleNamespace(name="Echo", timeout=1)]))
+        connection = celery.connection_for_write()
+        assert connection.transport_cls == REDIS_TRANSPORT
+        tasks = Queue("tasks", Exchange("tasks"), "tasks")
+        work = connection.default_channel
+        tasks(work).declare()
+        Producer(work).publish({"n": 1}, exchange="tasks", routing_key="tasks")
+        taken = tasks(work).get(no_ack=False)
+        work.basic_consume("tasks", no_ack=False, callback=lambda message: None, consumer_tag="worker")
+        work.client.connection = work.client.connection_pool.get_connection()
+        work._brpop_start()  # as the worker's event loop does
+        # Celery's remote control: an auto-delete fanout queue on a second channel.
+        Queue("control", Exchange("control", "fanout"), auto_delete=True)(connection.channel()).declare()
+        assert work._in_poll and len(work.qos._delivered) == 1
+        broker.stop()
+        connection.collect(socket_timeout=5)  # what Celery's consumer does on a lost connection...
+        connection.close()  # ...and then this
+        assert work.closed
+        with pytest.raises(redis.ConnectionError):  # acknowledged too late: Celery logs it, goes on
+            taken.ack()
+
+
+def test_a_worker_stopped_by_an_unrecoverable_error_exits_1(redis_server, tmp_path):
+    """Celery.start() drops its worker's exit code: a supervisor must still see the failure."""
+    worker = Worker(PROJECT, redis_server.url(), args=[f"--pidfile={tmp_path / 'missing' / 'worker.pid'}"])
+    try:
+        worker.start()
+        assert worker.process.wait(30) == 1, worker.output()
+        assert "Unrecoverable error" in worker.output()
+    finally:
+        worker.close()
 
 
 def _worst_lines(log):

@@ -24,13 +24,22 @@ def worker_command(concurrency, project, app, celery_args):
         raise LoadFailed("UFOP_BROKER_URL is not set: a worker takes its tasks from Redis, "
                          "e.g. UFOP_BROKER_URL=redis://localhost:6379/0 (without it, "
                          "`ufop-sdk serve` runs processors itself)")
-    from ..executors.celery_app import PREFORK, QUEUE, make_celery_app  # only this command pays for Celery
+    from celery.signals import worker_init  # only this command pays for Celery
+
+    from ..executors.celery_app import PREFORK, QUEUE, make_celery_app
 
     celery = make_celery_app(settings, load_project(settings))
     celery.conf.worker_pool = PREFORK  # by name here: the --pool flag takes only Celery's own names
-    # Celery's worker_main drops the worker's exit code (an "Unrecoverable error" would exit 0,
-    # and a restart-on-failure supervisor would leave it down); start() returns it.
-    code = celery.start(["worker", f"--concurrency={settings.concurrency}",
-                        f"--queues={QUEUE}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
-                        *celery_args])
-    sys.exit(code or 0)
+    # Celery.start() drops the exit code of its worker command (1 after an "Unrecoverable error"),
+    # so we would exit 0 and a restart-on-failure supervisor would leave the worker down: the code
+    # is read off the worker itself.
+    workers = []
+
+    def remember(sender, **_):
+        workers.append(sender)
+
+    worker_init.connect(remember, weak=False)
+    celery.start(["worker", f"--concurrency={settings.concurrency}",
+                  f"--queues={QUEUE}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+                  *celery_args])
+    sys.exit((workers[-1].exitcode if workers else None) or 0)

@@ -14,6 +14,8 @@ import asyncio
 import io
 import logging
 import time
+from queue import Empty
+from urllib.parse import urlsplit
 
 import msgpack
 import redis
@@ -22,6 +24,7 @@ from celery.concurrency.asynpool import AsynPool
 from celery.concurrency.prefork import TaskPool
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
+from kombu.transport import redis as kombu_redis
 
 from ..errors import SourceError, UfopError
 from ..gc_tuning import settle_garbage_collector
@@ -37,6 +40,41 @@ KEY_TTL = 600  # seconds a claim-check key, reply list or attempt counter outliv
 HARD_LIMIT_MARGIN = 1.0  # the hard time limit, past the soft one (the processor's timeout)
 POOL_CHECK_SECONDS = 0.5
 PREFORK = f"{__name__}:Prefork"  # for ``celery worker --pool``
+REDIS_TRANSPORT = f"{__name__}:RedisTransport"  # for ``broker_transport``
+
+
+class RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, made safe to close while Redis is down (kombu 5.7.0).
+
+    On a lost connection Celery calls ``Connection.collect()``, which closes the
+    channels and then detaches the transport (``transport.client = None``), then
+    ``Connection.close()``, which closes the default channel again.
+    """
+
+    def close(self):
+        # kombu's close() first reads the reply to a BRPOP in flight; with Redis gone that raises,
+        # and the channel is left open, its unacknowledged messages not restored. Read it here and
+        # go on closing, so the second close() has nothing left to do.
+        if self._in_poll and not self.closed:
+            try:
+                self._brpop_read()
+            except (Empty, *self.connection.connection_errors):
+                pass
+        super().close()
+
+    def _connparams(self, asynchronous=False):
+        # A detached transport made kombu raise AttributeError here (restoring or acknowledging a
+        # message too late), an "Unrecoverable error" that stopped the worker. A connection error
+        # makes Celery reconnect; the messages come back after the visibility timeout.
+        if self.connection.client is None:
+            raise redis.ConnectionError("this channel's connection to the broker was closed")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with RedisChannel."""
+
+    Channel = RedisChannel
 
 
 class QuickPool(AsynPool):
@@ -82,6 +120,8 @@ def make_celery_app(settings, app):
         task_publish_retry=False,  # with the broker down, fail the request now (503), not later
         broker_connection_timeout=1.0,
         broker_connection_retry_on_startup=True,
+        # Not for rediss://: kombu turns SSL on by the scheme's transport name.
+        broker_transport=REDIS_TRANSPORT if urlsplit(settings.broker_url or "").scheme == "redis" else None,
         # A message not acknowledged within this goes back to the queue: longer than any task can run.
         broker_transport_options={"visibility_timeout": int(longest * 2 + 10)},
         worker_send_task_events=False,
