@@ -14,6 +14,7 @@ import struct
 import msgpack
 
 PREFIX = struct.Struct("!IQ")
+READ_SIZE = 1 << 16  # what one read takes while a frame's header is not yet in
 
 
 def encode(header, body=b""):
@@ -32,7 +33,12 @@ def decode_header(data):
 
 class FrameReceiver:
     """Reads frames from a blocking socket. Several may arrive in one read, and a
-    frame whose header says ``"fd": true`` takes the next descriptor that arrived."""
+    frame whose header says ``"fd": true`` takes the next descriptor that arrived.
+
+    Small reads fill a buffer until a frame's header is in; the rest of a large
+    body is then read at its exact size, so the kernel copies it straight into
+    the bytes the processor gets, instead of through the buffer.
+    """
 
     def __init__(self, sock):
         self.sock = sock
@@ -41,34 +47,44 @@ class FrameReceiver:
 
     def next(self):
         """The next frame as (header, body, fd or None), or None at end-of-file."""
-        while True:
-            frame = self._parse()
-            if frame is not None:
-                return frame
-            data, fds, _flags, _address = socket.recv_fds(self.sock, max(1 << 16, self._missing()), 8)
-            if not data:
+        while (lengths := self._lengths()) is None:
+            if not self._receive(READ_SIZE):
                 return None
-            self.buffer += data
-            self.fds.extend(fds)
-
-    def _missing(self):
-        if len(self.buffer) < PREFIX.size:
-            return PREFIX.size
-        header_length, body_length = PREFIX.unpack_from(self.buffer)
-        return PREFIX.size + header_length + body_length - len(self.buffer)
-
-    def _parse(self):
-        if len(self.buffer) < PREFIX.size:
-            return None
-        header_length, body_length = PREFIX.unpack_from(self.buffer)
-        end = PREFIX.size + header_length + body_length
-        if len(self.buffer) < end:
-            return None
-        header = decode_header(self.buffer[PREFIX.size:PREFIX.size + header_length])
-        body = bytes(self.buffer[end - body_length:end])
-        del self.buffer[:end]
+        header_end, end = lengths
+        header = decode_header(self.buffer[PREFIX.size:header_end])
+        if len(self.buffer) >= end:
+            with memoryview(self.buffer) as view:
+                body = view[header_end:end].tobytes()
+            del self.buffer[:end]
+        else:
+            parts = [self.buffer[header_end:]]
+            missing = end - len(self.buffer)
+            self.buffer = bytearray()
+            while missing:
+                data = self._receive(missing, into=parts)
+                if not data:
+                    return None
+                missing -= len(data)
+            body = parts[1] if len(parts) == 2 and not parts[0] else b"".join(parts)
         fd = self.fds.popleft() if header.get("fd") else None
         return header, body, fd
+
+    def _lengths(self):
+        """Where the buffered frame's header and body end, once its header is in."""
+        if len(self.buffer) < PREFIX.size:
+            return None
+        header_length, body_length = PREFIX.unpack_from(self.buffer)
+        header_end = PREFIX.size + header_length
+        return None if len(self.buffer) < header_end else (header_end, header_end + body_length)
+
+    def _receive(self, size, into=None):
+        data, fds, _flags, _address = socket.recv_fds(self.sock, size, 8)
+        self.fds.extend(fds)
+        if into is None:
+            self.buffer += data
+        else:
+            into.append(data)
+        return data
 
 
 def send(sock, header, body=b""):
