@@ -78,7 +78,8 @@ class Service:
         """Start one routed cmd on its input (`body` bytes or an open `file`): a Future of its Reply.
 
         With only a `url`, the source is fetched here first, unless the
-        executor's workers fetch sources themselves. Raises UfopError when
+        executor's workers fetch sources themselves, and `timings` gets
+        its seconds under "fetch". Raises UfopError when
         the request is refused at once (Overloaded), and the Future fails
         with UfopError when it is refused later. The Future is the
         executor's own when there is nothing to fetch, so the hot path runs
