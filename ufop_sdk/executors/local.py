@@ -191,7 +191,8 @@ class LocalPool(Executor):
 
     async def _processor_health(self, worker):
         entry = Entry(None, {"op": "health"}, HEALTH_TIMEOUT, asyncio.get_running_loop().create_future())
-        worker.send(entry)
+        if not worker.send(entry):
+            return {}  # it just died: its replacement's setup shows in the next check
         return (await entry.future)["problems"]
 
     def _check_deadlines(self):
