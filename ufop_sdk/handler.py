@@ -100,7 +100,7 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
         self.connection = connection
         self.began = time.monotonic()
         self.timings = {}
-        self.cmd = self.url = self.match = self.spool = None
+        self.cmd = self.url = self.match = self.spool = self.reply = None
         self.processor = None
         self.bytes_in = self.bytes_out = 0
         self.status = None
@@ -163,6 +163,8 @@ class ProcessRequest(httputil.HTTPMessageDelegate):
             self._close_spool()
             self._answer(exc, None)
             return
+        # Held here, as the connection holds this request: asyncio keeps only weak references to tasks.
+        self.reply = reply
         reply.add_done_callback(self._replied)
 
     def on_connection_close(self):

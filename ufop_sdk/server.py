@@ -54,7 +54,6 @@ class Service:
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-        self._tasks = set()
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 

@@ -138,15 +138,7 @@ class LocalPool(Executor):
     def worker_lost(self, worker, running, unstarted):
         """A worker's socket closed: `running` fails, what it had not started goes first in line."""
         if running is not None:
-            job = running.job
-            if job is None:
-                error = None
-            elif running.timed_out:
-                error = ProcessingTimeout(f"processor {job.processor!r} ran past its timeout of "
-                                          f"{job.timeout:g}s")
-            else:
-                error = UfopError(f"the worker running processor {job.processor!r} died")
-            self._settle(running, {"problems": {}} if job is None else None, error)
+            self._end_lost(running)
         self.queue.extendleft(reversed(unstarted))
         if worker not in self.workers:
             return
@@ -174,6 +166,17 @@ class LocalPool(Executor):
             if not worker.send(entry):
                 return  # that worker's socket is full: its next answer dispatches again
             self.queue.popleft()
+
+    def _end_lost(self, entry):
+        """`entry` was running when its worker's socket closed."""
+        job = entry.job
+        if job is None:  # a health check: the replacement's setup shows in the next one
+            self._settle(entry, {"problems": {}})
+        elif entry.timed_out:
+            self._settle(entry, error=ProcessingTimeout(
+                f"processor {job.processor!r} ran past its timeout of {job.timeout:g}s"))
+        else:
+            self._settle(entry, error=UfopError(f"the worker running processor {job.processor!r} died"))
 
     def _settle(self, entry, result=None, error=None):
         """The one place an entry ends: it stops counting as pending, and its Future is set."""

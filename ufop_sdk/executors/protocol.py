@@ -48,8 +48,10 @@ class FrameReceiver:
     def next(self):
         """The next frame as (header, body, fd or None), or None at end-of-file."""
         while (lengths := self._lengths()) is None:
-            if not self._receive(READ_SIZE):
+            data = self._receive(READ_SIZE)
+            if not data:
                 return None
+            self.buffer += data
         header_end, end = lengths
         header = decode_header(self.buffer[PREFIX.size:header_end])
         if len(self.buffer) >= end:
@@ -57,15 +59,16 @@ class FrameReceiver:
                 body = view[header_end:end].tobytes()
             del self.buffer[:end]
         else:
-            parts = [self.buffer[header_end:]]
+            parts = [self.buffer[header_end:]] if len(self.buffer) > header_end else []
             missing = end - len(self.buffer)
             self.buffer = bytearray()
             while missing:
-                data = self._receive(missing, into=parts)
+                data = self._receive(missing)
                 if not data:
                     return None
+                parts.append(data)
                 missing -= len(data)
-            body = parts[1] if len(parts) == 2 and not parts[0] else b"".join(parts)
+            body = b"".join(parts)  # a body read in one piece is returned as it is, not copied
         fd = self.fds.popleft() if header.get("fd") else None
         return header, body, fd
 
@@ -77,13 +80,9 @@ class FrameReceiver:
         header_end = PREFIX.size + header_length
         return None if len(self.buffer) < header_end else (header_end, header_end + body_length)
 
-    def _receive(self, size, into=None):
+    def _receive(self, size):
         data, fds, _flags, _address = socket.recv_fds(self.sock, size, 8)
         self.fds.extend(fds)
-        if into is None:
-            self.buffer += data
-        else:
-            into.append(data)
         return data
 
 
