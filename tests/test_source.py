@@ -27,8 +27,8 @@ def spool_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(spool_dir):
     """A server that may fetch from loopback (UFOP_BLOCKED_NETWORKS=none)."""
-    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "1", "UFOP_MAX_SOURCE_BYTES": str(MAX_SOURCE),
-           "UFOP_SPOOL_DIR": str(spool_dir)}
+    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "1",
+           "UFOP_MAX_SOURCE_BYTES": str(MAX_SOURCE), "UFOP_SPOOL_DIR": str(spool_dir)}
     with Server(SERVER, "--host", "127.0.0.1", env=env) as server:
         yield server
 
