@@ -10,6 +10,8 @@ import io
 import json
 import os
 import re
+import socket
+import time
 from pathlib import Path
 from textwrap import dedent
 from urllib.parse import quote
@@ -318,3 +320,12 @@ def test_a_large_file_is_served_without_the_dev_server_holding_it_in_memory(says
     else:
         assert json.loads(body)["size"] == LARGE_BYTES
     assert grown < LARGE_BYTES // 4, f"the dev server's peak memory grew by {grown >> 20} MiB"
+
+
+def test_a_client_leaving_during_a_large_download_costs_no_error_and_the_next_request_is_served(says):
+    with socket.create_connection(("127.0.0.1", says.port), timeout=10) as client:
+        client.sendall(b"GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(1 << 16).startswith(b"HTTP/1.1 200")
+    assert get(says, "small.txt")[::2] == (200, b"small\n")
+    time.sleep(0.5)  # time for a traceback, if one were coming, to reach the log
+    assert "Traceback" not in says.output() and "ERROR" not in says.output()
