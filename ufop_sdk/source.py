@@ -18,7 +18,7 @@ from .spool import Spool
 MAX_REDIRECTS = 3
 REDIRECTS = (301, 302, 303, 307, 308)
 
-log = logging.getLogger("ufop_sdk.server")
+log = logging.getLogger("ufop_sdk.source")
 
 
 @attrs.frozen
