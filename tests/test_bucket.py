@@ -9,6 +9,10 @@ a traversal that works shows up as its contents in an answer.
 import io
 import json
 import os
+import re
+import socket
+import time
+from pathlib import Path
 from textwrap import dedent
 from urllib.parse import quote
 
@@ -92,9 +96,9 @@ def test_a_one_step_pipeline_answers_the_processors_output(server):
     ("square.jpg", "thumbnail/fit/640x640|thumbnail/fit/32x32/format/png", ("PNG", (32, 32))),
     # The PNG out of step 1 is step 2's input: step 2 keeps its input's format.
     ("photo.jpg", "thumbnail/fit/640x640/format/png|thumbnail/thumbnail/32x16", ("PNG", (32, 16))),
-    # as a client that percent-encodes the query sends it
-    ("photo.jpg", quote("thumbnail/fit/640x640/format/png|thumbnail/thumbnail/32x16", safe=""),
-     ("PNG", (32, 16))),
+    # as a client that percent-encodes each step sends it: the literal | still separates them
+    ("photo.jpg", quote("thumbnail/fit/640x640/format/png", safe="") + "|"
+     + quote("thumbnail/thumbnail/32x16", safe=""), ("PNG", (32, 16))),
 ])
 def test_a_two_step_pipeline_feeds_the_first_output_to_the_second_step(server, key, pipeline, expected):
     status, headers, body = get(server, key, pipeline)
@@ -253,3 +257,75 @@ def test_the_first_step_sees_the_files_url_and_later_steps_none(tmp_path):
         assert json.loads(second) == {"url": None, "size": len(first), "cmd": "probe/where"}
         # and that URL is the file
         assert get(server, key)[::2] == (200, content)
+
+
+# A project that tells what reached it, on a bucket with a large file.
+
+SAYS = """
+    from ufop_sdk import Processor
+
+
+    class Say(Processor):
+        route = r"say/(?P<text>.+)"
+
+        def process(self, req):
+            return {"cmd": req.cmd, "text": req.args["text"], "size": req.size}
+"""
+LARGE_BYTES = 64 << 20
+
+
+@pytest.fixture(scope="module")
+def says(tmp_path_factory):
+    """dev on a project named sayer whose bucket holds `large.bin`, LARGE_BYTES of zeros (a sparse file)."""
+    root = tmp_path_factory.mktemp("says")
+    (root / "processors.py").write_text(dedent(SAYS), encoding="utf-8")
+    (root / ".env").write_text("UFOP_NAME=sayer\n", encoding="utf-8")
+    (root / "bucket").mkdir()
+    (root / "bucket" / "small.txt").write_text("small\n", encoding="utf-8")
+    with open(root / "bucket" / "large.bin", "wb") as large:
+        large.truncate(LARGE_BYTES)
+    with Server(root, "--bucket", str(root / "bucket"), command="dev", workers=1) as server:
+        yield server
+
+
+@pytest.mark.parametrize("text", ["a|b", "|", "a%7Cb"])
+def test_an_encoded_pipe_in_a_cmd_reaches_the_processor_as_one_cmd_with_a_literal_pipe(says, text):
+    status, _, body = get(says, "small.txt", "sayer/say/" + quote(text, safe=""))
+    assert status == 200, body[:300]
+    assert json.loads(body) == {"cmd": f"sayer/say/{text}", "text": text, "size": 6}
+
+
+def test_an_encoded_pipe_and_a_literal_one_make_two_steps_of_which_the_second_gets_the_first_output(says):
+    status, _, body = get(says, "small.txt", "sayer/say/a%7Cb|sayer/say/c")
+    assert status == 200, body[:300]
+    first = json.dumps({"cmd": "sayer/say/a|b", "text": "a|b", "size": 6}, separators=(",", ":"))
+    assert json.loads(body) == {"cmd": "sayer/say/c", "text": "c", "size": len(first.encode())}
+
+
+def peak_rss(pid):
+    """A process's peak resident memory (VmHWM) in bytes, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)[1]) << 10
+
+
+@pytest.mark.parametrize("query", [None, "sayer/say/size"], ids=["the-file-itself", "through-a-pipeline"])
+def test_a_large_file_is_served_without_the_dev_server_holding_it_in_memory(says, query):
+    assert get(says, "small.txt", query)[0] == 200  # what any request costs, paid before measuring
+    before = peak_rss(says.process.pid)
+    status, headers, body = get(says, "large.bin", query)
+    grown = peak_rss(says.process.pid) - before
+    assert status == 200, body[:300]
+    if query is None:
+        assert (int(headers["Content-Length"]), len(body), body.count(0)) == (LARGE_BYTES,) * 3
+    else:
+        assert json.loads(body)["size"] == LARGE_BYTES
+    assert grown < LARGE_BYTES // 4, f"the dev server's peak memory grew by {grown >> 20} MiB"
+
+
+def test_a_client_leaving_during_a_large_download_costs_no_error_and_the_next_request_is_served(says):
+    with socket.create_connection(("127.0.0.1", says.port), timeout=10) as client:
+        client.sendall(b"GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(1 << 16).startswith(b"HTTP/1.1 200")
+    assert get(says, "small.txt")[::2] == (200, b"small\n")
+    time.sleep(0.5)  # time for a traceback, if one were coming, to reach the log
+    assert "Traceback" not in says.output() and "ERROR" not in says.output()

@@ -3,9 +3,11 @@
 import json
 
 import pytest
+from support import PROJECTS, Server, run_cli
 
-from ufop_sdk import BadRequest, Response, UfopError
+from ufop_sdk import BadRequest, Overloaded, Response, UfopError
 from ufop_sdk.response import error_response, to_response
+from ufop_sdk.testing import run
 
 
 def test_str_is_utf8_text():
@@ -38,9 +40,8 @@ def test_a_pair_sets_the_content_type(value, body):
 
 
 def test_a_response_passes_through_and_a_missing_content_type_is_sniffed(png):
-    made = Response(png, status=201, headers={"X-Frames": "1"})
+    made = Response(png, status=201, headers={"X-Frames": 1})
     response = to_response(made, "Thumbnail")
-    assert response is made
     assert (response.status, response.content_type, response.headers) == (201, "image/png", {"X-Frames": "1"})
     assert to_response(Response(b"x", content_type="text/csv"), "Export").content_type == "text/csv"
 
@@ -91,7 +92,7 @@ def test_error_response_carries_a_traceback_only_when_given():
                                          "traceback": "Traceback ..."}
 
 
-@pytest.mark.parametrize("body", ["text", bytearray(b"x"), None])
+@pytest.mark.parametrize("body", ["text", 42, None])
 def test_a_response_body_must_be_bytes(body):
     with pytest.raises(TypeError):
         Response(body)
@@ -100,6 +101,151 @@ def test_a_response_body_must_be_bytes(body):
         response.body = body
 
 
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_a_response_body_of_bytearray_or_memoryview_becomes_bytes_as_a_bare_return_does(kind):
+    assert Response(kind(b"pixels")).body == b"pixels"
+    response = Response()
+    response.body = kind(b"later")
+    assert response.body == b"later" and type(response.body) is bytes
+
+
+@pytest.mark.parametrize("status", [99, 100, 101, 103, 199, 600])
+def test_a_status_outside_200_to_599_is_refused_since_a_1xx_is_not_a_final_answer(status):
+    with pytest.raises(ValueError, match="status"):
+        Response(b"", status)
+
+
+@pytest.mark.parametrize("status", [200, 204, 302, 404, 599])
+def test_a_status_from_200_to_599_is_taken(status):
+    assert Response(b"", status).status == status
+
+
+# A module-level Response, as a processor may keep one for a constant answer.
+CONSTANT = Response(b"constant", headers={"X-Count": 1})
+
+
+@pytest.mark.parametrize("returned", [CONSTANT, (CONSTANT, "text/x-constant")], ids=["response", "pair"])
+def test_a_returned_response_is_left_as_the_processor_made_it(returned):
+    answered = to_response(returned, "Constant")
+    assert answered.content_type in ("text/plain", "text/x-constant") and answered.headers == {"X-Count": "1"}
+    assert (CONSTANT.content_type, CONSTANT.headers) == (None, {"X-Count": 1})
+    assert answered is not CONSTANT
+
+
+# Content types and headers Tornado would refuse to write: each a 500 naming the processor.
+UNSENDABLE = {
+    "pair content type with CRLF": (b"x", "text/plain\r\nX-Injected: 1"),
+    "pair content type with LF": ("x", "text/plain\nX-Injected: 1"),
+    "pair content type not latin-1": (b"x", "text/plain; name=猫"),
+    "response content type with NUL": Response(b"x", content_type="text/plain\0"),
+    "response content type not a str": Response(b"x", content_type=b"text/plain"),
+    "header value not latin-1": Response(b"hi", headers={"X-Name": "猫"}),
+    "header value with CRLF": Response(b"hi", headers={"X-Injected": "a\r\nSet-Cookie: evil=1"}),
+    "header value with a control character": Response(b"hi", headers={"X-Bell": "ding\x07"}),
+    "header value with DEL": Response(b"hi", headers={"X-Del": "a\x7fb"}),
+    "header name with a space": Response(b"hi", headers={"X Name": "v"}),
+    "header name with a colon": Response(b"hi", headers={"X-Name:": "v"}),
+    "header name not latin-1": Response(b"hi", headers={"X-猫": "v"}),
+    "header name empty": Response(b"hi", headers={"": "v"}),
+}
+
+
+@pytest.mark.parametrize("value", UNSENDABLE.values(), ids=UNSENDABLE.keys())
+def test_an_unsendable_content_type_or_header_is_a_500_naming_the_processor(value):
+    with pytest.raises(UfopError) as caught:
+        to_response(value, "Render")
+    assert caught.value.status == 500
+    assert caught.value.message.startswith("processor 'Render' returned ")
+
+
+def test_a_latin1_header_value_with_a_tab_is_sendable():
+    response = to_response(Response(b"hi", headers={"X-Name": "café\tcrème"}), "Render")
+    assert response.headers == {"X-Name": "café\tcrème"}
+
+
+# Errors' headers.
+
+def test_each_error_has_its_own_headers_so_changing_one_changes_no_other():
+    first, second = UfopError("first"), BadRequest("second")
+    first.headers["X-Changed"] = "yes"
+    assert second.headers == {} and UfopError("third").headers == {} and UfopError.headers == {}
+    busy = Overloaded("busy")
+    busy.headers["Retry-After"] = "9"
+    assert Overloaded("busy too").headers == {"Retry-After": "1"}
+
+
+def test_an_error_takes_headers_added_to_its_class_defaults():
+    assert Overloaded("busy", headers={"Retry-After": 5, "X-Queue": "full"}).headers == {
+        "Retry-After": "5", "X-Queue": "full"}
+    response = error_response(BadRequest("slow down", status=429, headers={"Retry-After": "7"}))
+    assert (response.status, response.headers) == (429, {"Retry-After": "7"})
+
+
+def test_the_class_default_headers_cannot_be_changed_in_place():
+    with pytest.raises(TypeError):
+        Overloaded.headers["Retry-After"] = "60"
+
+
+@pytest.mark.parametrize("headers", [{"X-Name": "猫"}, {"X-Injected": "a\r\nb"}, {"bad name": "v"}])
+def test_an_error_with_an_unsendable_header_is_refused_where_it_is_raised(headers):
+    with pytest.raises(ValueError, match="header"):
+        UfopError("x", headers=headers)
+
+
 def test_repr_shows_status_type_and_size():
     assert repr(Response(b"hello", content_type="text/plain")) == (
         "Response(status=200, content_type='text/plain', 5 bytes)")
+
+
+# Through a real server, `ufop-sdk test` and ufop_sdk.testing.run: the same 500 naming the processor.
+
+UNSENDABLE_PROJECT = PROJECTS / "unsendable"
+# An error raised with an unsendable header fails where it is raised: the processor's internal error.
+UNSENDABLE_CMDS = {"crlf-content-type": "CrlfContentType", "cat-header": "CatHeader",
+                   "cat-error-header": "CatErrorHeader"}
+
+
+def names_the_processor(error, processor):
+    return error.startswith((f"processor {processor!r} returned ",
+                             f"internal error in processor {processor!r}"))
+
+
+@pytest.fixture(scope="module")
+def unsendable_server():
+    with Server(UNSENDABLE_PROJECT, "--host", "127.0.0.1", workers=1) as server:
+        yield server
+
+
+@pytest.mark.parametrize(("cmd", "processor"), UNSENDABLE_CMDS.items(), ids=UNSENDABLE_CMDS.keys())
+def test_the_server_answers_an_unsendable_answer_with_a_json_500_naming_the_processor_and_logs_500(
+        unsendable_server, cmd, processor):
+    status, headers, body = unsendable_server.post(f"u/{cmd}", b"x")
+    assert (status, headers["Content-Type"]) == (500, "application/json"), body
+    assert names_the_processor(json.loads(body)["error"], processor)
+    assert "X-Injected" not in headers and "X-Name" not in headers
+    unsendable_server.wait_until(lambda: f'"cmd":"u/{cmd}","processor":"{processor}","status":500'
+                                 in unsendable_server.output(), 5, "the access log line")
+
+
+def test_the_server_sends_a_latin1_header_and_an_errors_own_headers(unsendable_server):
+    status, headers, body = unsendable_server.request("POST", "/handler?cmd=u/latin1-header", b"x")
+    assert (status, headers["X-Name"], body) == (200, "café", b"hi")
+    status, headers, body = unsendable_server.post("u/error-header", b"x")
+    assert (status, headers["Retry-After"], json.loads(body)["error"]) == (429, "7", "slow down")
+
+
+@pytest.mark.parametrize(("cmd", "processor"), UNSENDABLE_CMDS.items(), ids=UNSENDABLE_CMDS.keys())
+def test_ufop_sdk_test_reports_an_unsendable_answer_as_the_same_500(tmp_path, cmd, processor):
+    source = tmp_path / "input"
+    source.write_bytes(b"x")
+    result = run_cli("test", source, cmd, "--project", UNSENDABLE_PROJECT, timeout=30)
+    status, _, error = result.stderr.decode().partition(" ")
+    assert result.returncode != 0 and status == "500", result.stderr
+    assert names_the_processor(json.loads(error.splitlines()[0])["error"], processor)
+
+
+@pytest.mark.parametrize(("cmd", "processor"), UNSENDABLE_CMDS.items(), ids=UNSENDABLE_CMDS.keys())
+def test_testing_run_reports_an_unsendable_answer_as_the_same_500(cmd, processor):
+    response = run(cmd, b"x", project=UNSENDABLE_PROJECT)
+    assert (response.status, response.content_type) == (500, "application/json")
+    assert names_the_processor(json.loads(response.body)["error"], processor)

@@ -26,9 +26,9 @@ def spool_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(spool_dir):
-    """A server that may fetch from loopback (UFOP_BLOCKED_NETWORKS empty)."""
-    env = {"UFOP_BLOCKED_NETWORKS": "", "UFOP_FETCH_TIMEOUT": "1", "UFOP_MAX_SOURCE_BYTES": str(MAX_SOURCE),
-           "UFOP_SPOOL_DIR": str(spool_dir)}
+    """A server that may fetch from loopback (UFOP_BLOCKED_NETWORKS=none)."""
+    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "1",
+           "UFOP_MAX_SOURCE_BYTES": str(MAX_SOURCE), "UFOP_SPOOL_DIR": str(spool_dir)}
     with Server(SERVER, "--host", "127.0.0.1", env=env) as server:
         yield server
 
@@ -206,6 +206,22 @@ def test_serve_refuses_a_redirect_to_an_internal_address(origin):
         assert server.post("t/echo", url=origin.url("/internal"))[::2] == (200, b"internal data")
 
 
+@pytest.mark.parametrize("value", ["default", "default,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"])
+def test_blocked_networks_naming_default_keeps_the_default_list(origin, value):
+    origin.serve("/kept", b"internal data")
+    with Server(SERVER, "--host", "127.0.0.1", env={"UFOP_BLOCKED_NETWORKS": value}) as server:
+        status, _, body = server.post("t/echo", url=origin.url("/kept"))
+    assert status == 403 and "blocked address" in error_of(body)
+
+
+def test_an_empty_blocked_networks_blocks_nothing_and_warns_to_say_none(origin):
+    origin.serve("/empty", b"fetched")
+    with Server(SERVER, "--host", "127.0.0.1", env={"UFOP_BLOCKED_NETWORKS": ""}) as server:
+        assert server.post("t/echo", url=origin.url("/empty"))[::2] == (200, b"fetched")
+        warnings = [line for line in server.output().splitlines() if "UFOP_BLOCKED_NETWORKS is empty" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0] and "'none'" in warnings[0], warnings
+
+
 # Allowed host names.
 
 @pytest.fixture(scope="module")
@@ -251,10 +267,10 @@ def test_a_gzip_bomb_is_413_on_the_bytes_it_expands_to(server, origin):
 
 
 @pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/x"])
-def test_a_redirect_out_of_http_is_400(server, origin, location):
+def test_a_redirect_out_of_http_is_the_sources_fault_a_502(server, origin, location):
     origin.redirect("/to-" + location.split(":")[0], location)
     status, _, body = server.post("t/echo", url=origin.url("/to-" + location.split(":")[0]))
-    assert status == 400 and location in error_of(body)
+    assert status == 502 and location in error_of(body)
 
 
 def test_the_fetch_timeout_covers_every_redirect_hop(server, origin):

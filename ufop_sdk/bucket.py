@@ -4,20 +4,24 @@ Each step of the pipeline whose ufop name is this project's runs through the
 same path as ``/handler``: the first on the file itself (its ``req.url`` is
 the file's URL here), each later one on the previous step's output. The last
 step's answer is returned; an error at step k is returned as it is, with the
-step number in its message.
+step number in its message. Steps are split on the query's literal ``|``
+before each is percent-decoded, so ``%7C`` is a ``|`` inside a cmd.
 """
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import attrs
+from tornado.iostream import StreamClosedError
 
 from .errors import BadRequest, Forbidden, NotFound, UfopError
 from .media import sniff_file
 from .server import JsonHandler
 
 MAX_STEPS = 30  # the platform's limit on a pipeline
+CHUNK_BYTES = 64 << 10  # a file is sent in pieces of this size, never read whole
 
 
 class NotThisUfop(UfopError):
@@ -29,15 +33,26 @@ class BucketHandler(JsonHandler):
 
     async def get(self, key):
         path = self._file(key)
-        query = unquote(self.request.query)
+        query = self.request.query
         with open(path, "rb") as file:
             if not query:
-                self.set_header("Content-Type", sniff_file(file))
-                self.finish(file.read())
+                await self._send_file(file)
                 return
             url = f"{self.request.protocol}://{self.request.host}/{quote(key)}"
-            response = await self._pipeline(query.split("|"), file, url)
+            response = await self._pipeline([unquote(step) for step in query.split("|")], file, url)
         self.write_response(response)
+        self.finish()
+
+    async def _send_file(self, file):
+        """Send `file` a piece at a time, each flushed before the next is read, as StaticFileHandler does."""
+        self.set_header("Content-Type", sniff_file(file))
+        self.set_header("Content-Length", os.fstat(file.fileno()).st_size)
+        try:
+            while chunk := file.read(CHUNK_BYTES):
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            return  # the client left: nothing to answer
         self.finish()
 
     def _file(self, key):

@@ -18,18 +18,26 @@ else raised by a processor becomes a 500 whose public message names only the
 processor; the details go to the log.
 """
 
+from types import MappingProxyType
+
+from .headers import checked_headers
+
 
 class UfopError(Exception):
     """An error with an HTTP status and a message safe to show the client."""
 
     status = 500
-    headers = {}  # extra response headers, e.g. Retry-After
+    # A class's default extra response headers, e.g. Retry-After; read-only, as every
+    # error of the class shares it: each error has its own copy, with `headers` added.
+    headers = MappingProxyType({})
 
-    def __init__(self, message, status=None):
+    def __init__(self, message, status=None, headers=None):
+        """Raises ValueError for a header that cannot be sent (not latin-1, a control character)."""
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = int(status)
+        self.headers = checked_headers({**type(self).headers, **(headers or {})})
 
     def __repr__(self):
         return f"{type(self).__name__}({self.message!r}, status={self.status})"
@@ -61,7 +69,7 @@ class SourceError(UfopError):
 
 class Overloaded(UfopError):
     status = 503
-    headers = {"Retry-After": "1"}
+    headers = MappingProxyType({"Retry-After": "1"})
 
 
 class ProcessingTimeout(UfopError):

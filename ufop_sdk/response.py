@@ -1,17 +1,21 @@
 """The Response sent back to the client, and turning return values into one."""
 
 import json
-import re
 
 import attrs
 
 from .errors import UfopError
+from .headers import checked_headers, header_problem
 from .media import sniff_bytes
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
+
+
+def _bytes_from_buffer(value):
+    """bytearray and memoryview become bytes, as a bare return of them does; anything else is left
+    to the validator."""
+    return bytes(value) if isinstance(value, (bytearray, memoryview)) else value
 
 
 def _to_json_bytes(obj):
@@ -23,12 +27,15 @@ class Response:
     """What goes back to the client: status, content type, headers and body.
 
     ``content_type`` None means "sniff it from the body". Headers are extra
-    response headers; the content type is set from ``content_type``.
+    response headers; the content type is set from ``content_type``. The
+    status is a final one, 200-599: a 1xx is an interim answer that HTTP
+    follows with another, so sent as the answer it leaves the client waiting.
     """
 
-    body: bytes = attrs.field(default=b"", validator=attrs.validators.instance_of(bytes), repr=False)
+    body: bytes = attrs.field(default=b"", converter=_bytes_from_buffer,
+                              validator=attrs.validators.instance_of(bytes), repr=False)
     status: int = attrs.field(default=200, validator=[attrs.validators.instance_of(int),
-                                                      attrs.validators.ge(100), attrs.validators.le(599)])
+                                                      attrs.validators.ge(200), attrs.validators.le(599)])
     headers: dict = attrs.field(factory=dict)
     content_type: str | None = None
 
@@ -57,22 +64,16 @@ def error_response(error, request_id=None, traceback=None):
 
 
 def to_response(value, processor_name):
-    """Turn what ``process()`` returned into a Response with a content type.
+    """Turn what ``process()`` returned into a new Response with a content type.
 
-    Raises UfopError (500) naming the processor for a type it cannot send.
+    Raises UfopError (500) naming the processor for a type it cannot send, or
+    a content type or header that cannot be sent. A returned Response is not changed.
     """
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
-        response = to_response(value[0], processor_name)
-        response.content_type = value[1]
-        return response
+        return _checked(attrs.evolve(to_response(value[0], processor_name), content_type=value[1]),
+                        processor_name)
     if isinstance(value, Response):
-        if value.content_type is None:
-            value.content_type = sniff_bytes(value.body)
-        value.headers = {str(name): str(field) for name, field in value.headers.items()}
-        for name, field in value.headers.items():
-            if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(field):
-                raise UfopError(f"processor {processor_name!r} returned an invalid header {name!r}")
-        return value
+        return _checked(value, processor_name)
     if value is None:
         return Response(b"", 204, {}, None)
     if isinstance(value, str):
@@ -90,3 +91,18 @@ def to_response(value, processor_name):
         f"processor {processor_name!r} returned {type(value).__name__}, which cannot be sent: "
         "return str, bytes, dict, list, (value, content_type), Response or None"
     )
+
+
+def _checked(response, processor_name):
+    """A copy of `response` with its content type sniffed if None and its headers as str; raises
+    UfopError naming the processor for a content type or header Tornado would refuse to write."""
+    content_type = sniff_bytes(response.body) if response.content_type is None else response.content_type
+    problem = (header_problem("Content-Type", content_type) if isinstance(content_type, str)
+               else f"a content type that is not a str: {content_type!r}")
+    try:
+        headers = checked_headers(response.headers)
+    except ValueError as exc:
+        problem = problem or str(exc)
+    if problem:
+        raise UfopError(f"processor {processor_name!r} returned {problem}")
+    return attrs.evolve(response, headers=headers, content_type=content_type)

@@ -5,7 +5,6 @@ in the project folder, then the default. An invalid value raises ConfigError
 naming the variable and the value.
 """
 
-import ipaddress
 import os
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ import attrs
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .networks import parse_networks
 
 UFOP_NAME_RULE = re.compile(r"[a-z0-9_-]{5,20}")
 _FLAVOR = re.compile(r"C(?P<cores>\d+)M(?P<mem>\d+)|M(?P<mem2>\d+)C(?P<cores2>\d+)", re.IGNORECASE)
@@ -76,17 +76,6 @@ def parse_module_name(text):
 
 def parse_optional(text):
     return text.strip() or None
-
-
-def parse_networks(text):
-    """A comma-separated CIDR list; empty blocks nothing."""
-    networks = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not a network such as 10.0.0.0/8 or ::1") from None
-    return tuple(networks)
 
 
 def parse_host_patterns(text):

@@ -1,6 +1,6 @@
 """Getting a request's input from its ``url``: a bounded fetch behind an SSRF guard."""
 
-import ipaddress
+import functools
 import logging
 import time
 from fnmatch import fnmatchcase
@@ -12,18 +12,13 @@ from tornado.netutil import DefaultLoopResolver, Resolver
 from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 
 from .errors import BadRequest, Forbidden, PayloadTooLarge, ProcessingTimeout, SourceError, UfopError
+from .networks import DEFAULT_BLOCKED_NETWORKS, EmptyNetworkList, is_blocked
 from .spool import Spool
 
 MAX_REDIRECTS = 3
 REDIRECTS = (301, 302, 303, 307, 308)
 
-# What `serve` refuses to fetch from unless UFOP_BLOCKED_NETWORKS says otherwise:
-# this host, link-local (169.254.169.254 is the cloud metadata service) and
-# "this network", with the IPv4-mapped IPv6 forms of each.
-DEFAULT_BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "::1/128", "fe80::/10", "::/128",
-    "::ffff:127.0.0.0/104", "::ffff:169.254.0.0/112", "::ffff:0.0.0.0/104",
-))
+log = logging.getLogger("ufop_sdk.source")
 
 
 @attrs.frozen
@@ -40,36 +35,44 @@ class SourcePolicy:
     def from_settings(cls, settings, default_blocked=DEFAULT_BLOCKED_NETWORKS):
         """The policy `settings` describe; `default_blocked` applies when UFOP_BLOCKED_NETWORKS is unset."""
         blocked = default_blocked if settings.blocked_networks is None else settings.blocked_networks
+        if isinstance(blocked, EmptyNetworkList):
+            _warn_empty_blocked_networks()
         return cls(blocked_networks=blocked, allowed_hosts=settings.allowed_source_hosts,
                    max_bytes=settings.max_source_bytes, timeout=settings.fetch_timeout,
                    spool_dir=settings.spool_dir)
 
     def is_blocked(self, address):
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        candidates = [ip] + ([ip.ipv4_mapped] if getattr(ip, "ipv4_mapped", None) else [])
-        return any(c in network for c in candidates for network in self.blocked_networks
-                   if c.version == network.version)
+        return is_blocked(address, self.blocked_networks)
 
-    def check_url(self, url):
-        """Raise BadRequest for a non-HTTP URL, Forbidden for a host not allowed."""
+    def check_url(self, url, redirected=False):
+        """Raise for a URL that may not be fetched: Forbidden for a host not allowed; for a
+        non-HTTP URL BadRequest, or SourceError when the source `redirected` to it."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
+            if redirected:
+                raise SourceError(f"the source redirected to {url!r}, which is not an http or https URL")
             raise BadRequest(f"url must be an http or https URL, got {url!r}")
         host = parts.hostname.lower()
         if self.allowed_hosts and not any(fnmatchcase(host, p) for p in self.allowed_hosts):
             raise Forbidden(f"source host {host!r} is not in UFOP_ALLOWED_SOURCE_HOSTS")
 
 
+@functools.cache  # once a process: a Celery worker builds a policy for every fetch
+def _warn_empty_blocked_networks():
+    log.warning("UFOP_BLOCKED_NETWORKS is empty, so sources may come from any address; "
+                "set it to 'none' to say so, or to 'default,<networks>' to add to the default list")
+
+
 class GuardedResolver(Resolver):
-    """Resolves with the default resolver and drops blocked addresses.
+    """Resolves with `resolver` (the default one if None) and drops blocked addresses.
 
     Checking at connect time, on the address actually used, is what stops a
     name that resolves to 127.0.0.1 and a redirect to an internal host alike.
     """
 
-    def initialize(self, policy):
+    def initialize(self, policy, resolver=None):
         self.policy = policy
-        self.resolver = DefaultLoopResolver()
+        self.resolver = resolver or DefaultLoopResolver()
 
     async def resolve(self, host, port, family=0):
         addresses = await self.resolver.resolve(host, port, family)
@@ -103,8 +106,8 @@ class SourceFetcher:
         deadline = time.monotonic() + self.policy.timeout
         spool = Spool(self.policy.max_bytes, self.policy.spool_dir, what="source")
         try:
-            for _ in range(MAX_REDIRECTS + 1):
-                self.policy.check_url(url)
+            for hop in range(MAX_REDIRECTS + 1):
+                self.policy.check_url(url, redirected=hop > 0)
                 response = await self._fetch_once(url, spool, deadline)
                 location = response.headers.get("Location")
                 if response.code in REDIRECTS and location:

@@ -4,7 +4,8 @@
     ufop-sdk test photo.png fit/640x480/format/webp/q/80 -o small.webp
 
 Either takes ``/format/<jpeg|png|webp>`` (default: the input's format) and
-``/q/<1-100>`` (default 85). JPEG, PNG, WebP and GIF (its first frame) in.
+``/q/<1-100>`` (default 85). JPEG (MPO: its first picture), PNG, WebP and GIF
+(its first frame) in.
 """
 
 import io
@@ -22,7 +23,8 @@ MAX_PIXELS = int(os.environ.get("THUMBNAIL_MAX_PIXELS", 50_000_000))
 # the one above answers 413 for every size over the limit.
 Image.MAX_IMAGE_PIXELS = None
 EXIF_ORIENTATION = 0x0112
-OUTPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "png"}
+# MPO is the multi-picture JPEG phones take (libmagic says image/jpeg): a JPEG of its first picture.
+OUTPUT_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "png"}
 SAVE_OPTIONS = {"jpeg": {"optimize": False, "progressive": False}, "png": {"compress_level": 6},
                 "webp": {"method": 4}}
 
@@ -58,7 +60,7 @@ class Thumbnail(Processor):
 def resize(image, size, fill):
     """`image` scaled to cover `size` and centre-cropped (fill), or to fit inside it."""
     scale = (max if fill else min)(size[0] / image.width, size[1] / image.height)
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):
         # Decode at the smallest power-of-two reduction still at least the scaled size.
         image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
     if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # most photos need no turn: skip the copy

@@ -2,7 +2,7 @@
 
 import click
 
-from ..source import DEFAULT_BLOCKED_NETWORKS
+from ..networks import DEFAULT_BLOCKED_NETWORKS
 from . import serving
 from .common import load_project, load_settings, project_options
 
@@ -16,8 +16,9 @@ from .common import load_project, load_settings, project_options
 def serve_command(host, port, workers, project, app):
     """Serve POST /handler, GET /health and GET /metrics for the platform.
 
-    Sources fetched from a url may not resolve to loopback, link-local or
-    0.0.0.0/8 addresses unless UFOP_BLOCKED_NETWORKS says otherwise.
+    Sources fetched from a url may not resolve to loopback, link-local,
+    carrier-grade NAT, unique local, multicast or reserved addresses unless
+    UFOP_BLOCKED_NETWORKS says otherwise ('none', or 'default,10.0.0.0/8').
     """
     settings = load_settings(project, app=app, host=host, port=port, workers=workers)
     serving.run(settings, load_project(settings), debug=False, default_blocked=DEFAULT_BLOCKED_NETWORKS)

@@ -117,3 +117,23 @@ def test_an_exif_rotated_photo_comes_out_upright():
     output = io.BytesIO()
     Image.new("RGB", (400, 200)).save(output, "JPEG", exif=exif)
     assert decoded(run("fit/100x100", output.getvalue(), project=PROJECT)).size == (50, 100)
+
+
+def mpo_bytes(size=(1600, 1200)):
+    """A multi-picture JPEG as phones take (a second view after the first), made by Pillow."""
+    left = Image.new("RGB", size, (250, 20, 20))
+    right = Image.new("RGB", size, (20, 20, 250))
+    output = io.BytesIO()
+    left.save(output, "MPO", save_all=True, append_images=[right])
+    return output.getvalue()
+
+
+def test_a_multi_picture_jpeg_is_a_jpeg_of_its_first_picture():
+    mpo = mpo_bytes()
+    assert Image.open(io.BytesIO(mpo)).format == "MPO", "the source must be a real MPO"
+    response = run("thumbnail/200x100", mpo, project=PROJECT)
+    assert (response.status, response.content_type) == (200, "image/jpeg"), response.body[:300]
+    thumb = decoded(response)
+    assert (thumb.format, thumb.size) == ("JPEG", (200, 100))
+    red, _, blue = thumb.getpixel((100, 50))
+    assert red > 200 and blue < 60
