@@ -100,7 +100,7 @@ SAME_ANSWERS = [
     pytest.param("t/resize/200/png", b"not an image", {}, 415, id="accepts"),
     pytest.param("t/fail/bad", b"x", {}, 400, id="bad-request"),
     pytest.param("t/nothing", b"x", {}, 404, id="no-route"),
-    pytest.param("t/fail/crash", b"x", {}, 500, id="processor-crash"),
+    pytest.param("t/fail/crash", b"x", {}, 500, id="processor-crash", marks=pytest.mark.expect_traceback),
     pytest.param("t/bad-header", b"", {}, 500, id="bad-header"),
     pytest.param("t/sleep/5", b"", {}, 504, id="past-timeout"),
     pytest.param("t/custom", b"", {}, 201, id="custom-status-and-header"),

@@ -211,7 +211,8 @@ def test_a_client_hanging_up_while_its_request_waits_costs_no_other_request():
 @pytest.fixture(scope="module")
 def broken_pool():
     """A project whose workers fail to import it (the server itself can)."""
-    with Server(PROJECTS / "worker_fails", "--host", "127.0.0.1", workers=1, wait_healthy=False) as server:
+    with Server(PROJECTS / "worker_fails", "--host", "127.0.0.1", workers=1, wait_healthy=False,
+                expect_traceback=True) as server:  # the import fails on purpose, traceback logged
         server.wait_until(lambda: "libvips" in json.dumps(server.health()[1]), 10,
                           "the workers' failure to show in /health")
         yield server
