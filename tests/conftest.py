@@ -7,10 +7,34 @@ import zlib
 from textwrap import dedent
 
 import pytest
+from support import Server
 
 from ufop_sdk.project import load_app
 from ufop_sdk.runner import Runner
 from ufop_sdk.settings import Settings
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "expect_traceback: the test makes a Server log a traceback on "
+                                       "purpose (see tests/support.py's Server)")
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_traceback(request):
+    """Fail a test during which a running Server printed a traceback, unless it is marked expect_traceback.
+
+    Set up before any function-scoped fixture and torn down after, so a
+    Server a test's own fixture starts is checked as part of that test.
+    """
+    Server.traceback_expected_by_test = request.node.get_closest_marker("expect_traceback") is not None
+    failures_before = request.session.testsfailed
+    try:
+        yield
+        failed = request.session.testsfailed > failures_before  # its own error says more
+        for server in list(Server.running):
+            server.check_tracebacks(expected=failed)
+    finally:
+        Server.traceback_expected_by_test = False
 
 
 @pytest.fixture

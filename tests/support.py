@@ -36,14 +36,36 @@ def free_port():
         return sock.getsockname()[1]
 
 
+TRACEBACK = "Traceback (most recent call last)"
+
+
 class Server:
     """A real ``ufop-sdk serve`` (or ``dev``) subprocess on a free port.
 
         with Server(PROJECT) as server:
             response = server.post("t/echo", b"hello")
+
+    A traceback in what the server or its workers print fails the test it
+    was printed during (a traceback in a server's log is a bug until shown
+    otherwise): tests/conftest.py checks every running Server after each
+    test, and the ``with`` block checks when it ends. A test that provokes
+    one on purpose (a processor that raises, a project that fails to import,
+    a setup() that fails) says so, either for the whole server:
+
+        with Server(PROJECT, expect_traceback=True) as server:
+
+    or, for a test using a shared server (a module-scoped fixture), with:
+
+        @pytest.mark.expect_traceback
+        def test_a_crash_is_a_500(server):
     """
 
-    def __init__(self, project, *args, command="serve", env=None, workers=2, wait_healthy=True):
+    running = []  # servers up now, for conftest's check after each test
+    # set by conftest while a test marked expect_traceback runs
+    traceback_expected_by_test = False
+
+    def __init__(self, project, *args, command="serve", env=None, workers=2, wait_healthy=True,
+                 expect_traceback=False):
         self.project = Path(project)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,17 +74,21 @@ class Server:
             self.args += ["--workers", str(workers)]
         self.env = env or {}
         self.wait_healthy = wait_healthy
+        self.expect_traceback = expect_traceback
+        self.checked_up_to = 0  # of the output, already checked for tracebacks
         self.log = tempfile.NamedTemporaryFile(prefix="ufop-server-", suffix=".log", delete=False)
 
     def __enter__(self):
         environment = clean_environment(self.env)
         self.process = subprocess.Popen([sys.executable, "-m", "ufop_sdk", *self.args], env=environment,
                                         stdout=self.log, stderr=subprocess.STDOUT)
+        Server.running.append(self)
         self.wait_until(lambda: self._health_status() == 200 if self.wait_healthy
                         else self._health_status() is not None, 20, "the server to start")
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, *exc_info):
+        Server.running.remove(self)
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -70,8 +96,23 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        try:
+            if exc_type is None:  # a failing test's own error says more
+                self.check_tracebacks()
+        finally:
+            self.log.close()
+            os.unlink(self.log.name)
+
+    def check_tracebacks(self, expected=False):
+        """Fail if a traceback was printed since the last check, unless one is `expected`."""
+        output = self.output()
+        found = output.find(TRACEBACK, self.checked_up_to)
+        self.checked_up_to = len(output)
+        if found >= 0 and not (expected or self.expect_traceback or Server.traceback_expected_by_test):
+            raise AssertionError(
+                "the server logged a traceback; if the test provokes it on purpose, mark the test "
+                "@pytest.mark.expect_traceback or pass expect_traceback=True to Server:\n"
+                f"{output[max(found - 1000, 0):found + 4000]}")
 
     def output(self):
         """What the server printed so far (stdout and stderr)."""

@@ -100,7 +100,7 @@ SAME_ANSWERS = [
     pytest.param("t/resize/200/png", b"not an image", {}, 415, id="accepts"),
     pytest.param("t/fail/bad", b"x", {}, 400, id="bad-request"),
     pytest.param("t/nothing", b"x", {}, 404, id="no-route"),
-    pytest.param("t/fail/crash", b"x", {}, 500, id="processor-crash"),
+    pytest.param("t/fail/crash", b"x", {}, 500, id="processor-crash", marks=pytest.mark.expect_traceback),
     pytest.param("t/bad-header", b"", {}, 500, id="bad-header"),
     pytest.param("t/sleep/5", b"", {}, 504, id="past-timeout"),
     pytest.param("t/custom", b"", {}, 201, id="custom-status-and-header"),
@@ -233,7 +233,7 @@ def test_a_task_queued_past_its_deadline_is_never_run(celery_server, workers, ma
         worker.wait_for_children()
     with ThreadPoolExecutor(2) as pool:
         holding = [pool.submit(celery_server.post, "t/patient/holding/4.5", timeout=15) for _ in workers]
-        wait_until(lambda: len(traces(markers, "holding", "started")) == 2, 1, "both workers to be busy")
+        wait_until(lambda: len(traces(markers, "holding", "started")) == 2, 2, "both workers to be busy")
         began = time.monotonic()
         status, _, body = celery_server.post("t/mark/queued/0.1", timeout=15)
         assert status == 504 and "timeout of 2s" in error_of(body)
@@ -423,7 +423,7 @@ def test_with_redis_stopped_requests_are_503_and_recover_after_restart(own_broke
         broker.stop()
         began = time.monotonic()
         status, headers, body = server.post("t/echo", b"during", timeout=5)
-        assert time.monotonic() - began < 1.0
+        assert time.monotonic() - began < 3, "the 503 waited on the broker"
         assert status == 503 and int(headers["Retry-After"]) >= 1
         assert "broker" in error_of(body)
         health_status, health = server.health()

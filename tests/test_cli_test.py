@@ -146,3 +146,18 @@ def test_an_invalid_setting_names_the_variable(project):
     result = run_cli("test", "processors.py", "boom", cwd=project, env={"UFOP_TIMEOUT": "soon"})
     assert result.returncode == 2
     assert b"UFOP_TIMEOUT" in result.stderr and b"'soon'" in result.stderr
+
+
+def test_an_error_answer_that_is_not_json_prints_its_status_and_body_and_exits_1(tmp_path):
+    (tmp_path / "processors.py").write_text(textwrap.dedent('''
+        from ufop_sdk import Processor, Response
+
+        class Teapot(Processor):
+            route = r"teapot"
+
+            def process(self, req):
+                return Response(b"nope", status=418, content_type="text/plain")
+    '''))
+    result = run_cli("test", tmp_path / "processors.py", "teapot", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == ["418 text/plain: nope"]

@@ -150,7 +150,7 @@ def test_the_spool_is_held_only_while_the_request_runs(server, spool_dir):
     finally:
         sender.join(15)
     assert answer and answer[0][0] == 200
-    server.wait_until(lambda: not spool_files(server, spool_dir), 2, "the spool to be closed")
+    server.wait_until(lambda: not spool_files(server, spool_dir), 10, "the spool to be closed")
 
 
 @pytest.mark.parametrize("cmd, status", [("t/exit", 500), ("t/sleep/30", 504)])
@@ -169,7 +169,7 @@ def test_a_client_hanging_up_mid_upload_leaves_no_spool(server, spool_dir):
                      b"Content-Length: %d\r\n\r\n" % LARGE)
         sock.sendall(os.urandom(LARGE // 2))
         server.wait_until(lambda: spool_files(server, spool_dir), 5, "the upload to be spooled")
-    server.wait_until(lambda: not spool_files(server, spool_dir), 2, "the spool to be closed")
+    server.wait_until(lambda: not spool_files(server, spool_dir), 10, "the spool to be closed")
     assert_answers_normally(server, 3)
 
 
@@ -178,7 +178,7 @@ def test_a_client_hanging_up_while_its_request_runs_leaves_no_spool(server, spoo
     with pytest.raises(TimeoutError):
         server.post("t/sleep/1", os.urandom(LARGE), timeout=0.5)
     server.wait_until(lambda: server.health()[1]["busy"] == 0, 5, "the request to end")
-    server.wait_until(lambda: not spool_files(server, spool_dir), 2, "the spool to be closed")
+    server.wait_until(lambda: not spool_files(server, spool_dir), 10, "the spool to be closed")
     assert_answers_normally(server, 3)
 
 
@@ -211,7 +211,8 @@ def test_a_client_hanging_up_while_its_request_waits_costs_no_other_request():
 @pytest.fixture(scope="module")
 def broken_pool():
     """A project whose workers fail to import it (the server itself can)."""
-    with Server(PROJECTS / "worker_fails", "--host", "127.0.0.1", workers=1, wait_healthy=False) as server:
+    with Server(PROJECTS / "worker_fails", "--host", "127.0.0.1", workers=1, wait_healthy=False,
+                expect_traceback=True) as server:  # the import fails on purpose, traceback logged
         server.wait_until(lambda: "libvips" in json.dumps(server.health()[1]), 10,
                           "the workers' failure to show in /health")
         yield server
@@ -221,7 +222,7 @@ def test_workers_that_cannot_start_make_requests_503_at_once(broken_pool):
     began = time.monotonic()
     status, headers, body = broken_pool.post("t/echo", b"x", timeout=10)
     assert status == 503 and int(headers["Retry-After"]) >= 1
-    assert time.monotonic() - began < 3
+    assert time.monotonic() - began < 5
     assert "no worker" in json.loads(body)["error"]
     assert "Traceback" not in body.decode()
 

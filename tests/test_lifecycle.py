@@ -28,7 +28,7 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
         answers = []
 
         def send():
-            answers.append(server.post("t/sleep/1", timeout=15))
+            answers.append(server.post("t/sleep/1.5", timeout=15))
 
         senders = [threading.Thread(target=send) for _ in range(3)]  # two run, one queues
         for sender in senders:
@@ -36,11 +36,11 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
         server.wait_until(lambda: server.health()[1]["busy"] == 2, 5, "both workers to be busy")
         workers = children_of(server.process.pid)
         server.process.send_signal(signal.SIGTERM)
-        server.wait_until(lambda: refuses_connections(server.port), 1, "new connections to be refused")
+        server.wait_until(lambda: refuses_connections(server.port), 2, "new connections to be refused")
         assert any(sender.is_alive() for sender in senders), "the requests were over before the check"
         for sender in senders:
-            sender.join(15)
-        assert [(status, body) for status, _, body in answers] == [(200, b"slept 1")] * 3
+            sender.join(20)
+        assert [(status, body) for status, _, body in answers] == [(200, b"slept 1.5")] * 3
         assert server.process.wait(10) == 0
         output = server.output()
         server.wait_until(lambda: not any(map(is_running, workers)), 5, "the workers to stop")
@@ -59,7 +59,7 @@ def test_past_the_grace_period_serve_exits_0_and_stops_its_workers():
     with Server(SERVER, "--host", "127.0.0.1", env={"UFOP_GRACE": "0.3"}, workers=1) as server:
         def send():
             with contextlib.suppress(OSError):  # cut off at the end of the grace period
-                server.post("t/sleep/1.9", timeout=10)
+                server.post("t/sleep/30", timeout=40)
 
         sender = threading.Thread(target=send)
         sender.start()
@@ -68,7 +68,7 @@ def test_past_the_grace_period_serve_exits_0_and_stops_its_workers():
         began = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(10) == 0
-        assert time.monotonic() - began < 1.5, "serve waited past its grace period"
+        assert time.monotonic() - began < 10, "serve waited past its 0.3 s grace period"
         still_running = [pid for pid in workers if is_running(pid)]
         sender.join(10)
         assert still_running == [], "workers outlived the server"
@@ -78,8 +78,8 @@ def test_sigterm_with_nothing_in_flight_exits_0_at_once():
     with Server(SERVER, "--host", "127.0.0.1", workers=1) as server:
         began = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        assert server.process.wait(10) == 0
-        assert time.monotonic() - began < 3
+        assert server.process.wait(20) == 0
+        assert time.monotonic() - began < 10, "serve waited as if a request were in flight (grace 30 s)"
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,9 @@ def logged(tmp_path_factory):
         yield server, log_dir, time.monotonic() - began
 
 
-def test_serve_is_healthy_within_2_seconds_of_start(logged):
+def test_serve_is_healthy_within_10_seconds_of_start(logged):
     _, _, startup_seconds = logged
-    assert startup_seconds < 2, startup_seconds
+    assert startup_seconds < 10, startup_seconds
 
 
 def test_the_log_dir_gets_one_json_line_per_request(logged):

@@ -1,8 +1,11 @@
 """Loading a project: import its module fresh from its folder and collect its processors."""
 
+import subprocess
+import sys
 from textwrap import dedent
 
 import pytest
+from support import clean_environment
 
 from ufop_sdk import ProjectError
 from ufop_sdk.project import load_app
@@ -166,3 +169,41 @@ def test_an_edit_is_seen_when_the_project_is_loaded_again(make_project):
     assert [r.name for r in load_app(settings).routes] == ["Thumbnail"]
     (folder / "processors.py").write_text(dedent(HELLO.format(name="Watermark", route="watermark")))
     assert [r.name for r in load_app(settings).routes] == ["Watermark"]
+
+
+GREET = """\
+    from ufop_sdk import Processor
+
+    class Greet(Processor):
+        route = r"hello/(?P<name>.+)"
+
+        def process(self, req):
+            return "hello " + req.args["name"]
+"""
+# A script kept in the project folder, as a user's own checks are: it imports a helper of its own,
+# loads the project through ufop_sdk.testing, then fans out to a multiprocessing pool, whose
+# workers find the function they run in __main__.
+POOL_SCRIPT = """\
+    import multiprocessing
+    import sys
+
+    import helper
+    from ufop_sdk.testing import run
+
+    def greet(name):
+        return run("hello/" + name, b"").body.decode()
+
+    if __name__ == "__main__":
+        first = greet("main")
+        print("kept:", "__main__" in sys.modules and sys.modules.get("helper") is helper)
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            print(first, *pool.map(greet, ["a", "b"]), sep=", ")
+"""
+
+
+def test_a_script_in_the_project_folder_using_testing_run_in_a_pool_keeps_its_main_module(make_project):
+    folder = make_project(GREET, check=POOL_SCRIPT, helper="VALUE = 1\n")
+    result = subprocess.run([sys.executable, "check.py"], cwd=folder, capture_output=True, timeout=60,
+                            env=clean_environment())
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == ["kept: True", "hello main, hello a, hello b"]

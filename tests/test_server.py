@@ -77,7 +77,8 @@ def test_a_bare_ufop_name_is_a_valid_cmd(server):
 @pytest.mark.parametrize("cmd, status, message", [
     ("t/fail/bad", 400, "this input is bad"),
     ("t/nothing", 404, "no processor matches"),
-    ("t/fail/crash", 500, "internal error in processor 'Fail'"),
+    pytest.param("t/fail/crash", 500, "internal error in processor 'Fail'",
+                 marks=pytest.mark.expect_traceback),
 ])
 def test_errors_have_their_status_and_a_json_body(server, cmd, status, message):
     answer_status, headers, body = server.post(cmd, b"x")
@@ -88,6 +89,7 @@ def test_errors_have_their_status_and_a_json_body(server, cmd, status, message):
     assert payload["request_id"] == headers["X-Request-Id"]
 
 
+@pytest.mark.expect_traceback
 def test_a_crash_body_has_no_traceback_and_no_path_but_the_log_does(server):
     status, _, body = server.post("t/fail/crash", b"x")
     assert status == 500
@@ -146,7 +148,8 @@ def test_an_unknown_path_is_404_json(server, method):
 
 @pytest.mark.parametrize("method, path", [
     ("POST", "/handler?cmd=t/echo"), ("POST", "/handler?cmd=t/fail/bad"), ("POST", "/handler?cmd=t/empty"),
-    ("POST", "/handler?cmd=t/fail/crash"), ("POST", "/handler"), ("GET", "/handler"),
+    pytest.param("POST", "/handler?cmd=t/fail/crash", marks=pytest.mark.expect_traceback),
+    ("POST", "/handler"), ("GET", "/handler"),
     ("GET", "/health"), ("GET", "/metrics"), ("GET", "/nowhere"),
 ])
 def test_every_answer_echoes_the_inbound_request_id(server, method, path):
@@ -208,7 +211,8 @@ def test_health_is_200_ok_json(server):
 
 
 def test_health_is_503_naming_a_processor_whose_setup_failed():
-    with Server(PROJECTS / "setup_fails", "--host", "127.0.0.1", workers=1, wait_healthy=False) as server:
+    with Server(PROJECTS / "setup_fails", "--host", "127.0.0.1", workers=1, wait_healthy=False,
+                expect_traceback=True) as server:  # setup() raises on purpose
         server.wait_until(lambda: server.health()[1].get("workers") == 1, 10, "the worker to start")
         status, payload = server.health()
         assert status == 503 and payload["status"] == "unhealthy"

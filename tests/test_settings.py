@@ -4,12 +4,15 @@ Every test passes ``environ`` so that the host's environment cannot leak in.
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from support import Server, clean_environment, run_cli
 
 from ufop_sdk import ConfigError
-from ufop_sdk.settings import Settings
+from ufop_sdk.settings import Settings, read_env_file
 
 
 def test_defaults(tmp_path):
@@ -133,3 +136,90 @@ def test_an_unreadable_dotenv_is_a_config_error(tmp_path):
     (tmp_path / ".env").write_bytes(b"UFOP_NAME=\xff\xfe\n")
     with pytest.raises(ConfigError, match=r"^cannot read .*\.env"):
         Settings.load(tmp_path, environ={})
+
+
+# .env in every process: serve, dev, test, routes and ufop_sdk.testing.run import the project
+# with it, under the real environment. Each runs as a real subprocess.
+
+READS_DOTENV_AT_IMPORT = """\
+    import os
+
+    from ufop_sdk import Processor
+
+    GREETING = os.environ["GREETING"]  # read at import, as module-level configuration is
+
+    class Greet(Processor):
+        route = r"greet"
+
+        def process(self, req):
+            return GREETING
+"""
+DOTENV = "UFOP_NAME=greeter\nGREETING=from-dotenv\n"
+
+
+def greeting_from_ufop_sdk_test(folder, env):
+    result = run_cli("test", folder / "processors.py", "greet", cwd=folder, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def greeting_from_testing_run(folder, env):
+    script = "from ufop_sdk.testing import run; print(run('greet', b'').body.decode(), end='')"
+    result = subprocess.run([sys.executable, "-c", script], cwd=folder, env=clean_environment(env),
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def greeting_from_serve(folder, env):
+    with Server(folder, env=env, workers=1) as server:
+        status, _, body = server.post("greeter/greet")
+    assert status == 200, body
+    return body.decode()
+
+
+@pytest.mark.parametrize("greeting_from", [greeting_from_ufop_sdk_test, greeting_from_testing_run,
+                                           greeting_from_serve])
+def test_a_variable_only_in_dotenv_is_seen_by_a_module_reading_it_at_import(make_project, greeting_from):
+    folder = make_project(READS_DOTENV_AT_IMPORT, env=DOTENV)
+    assert greeting_from(folder, {}) == "from-dotenv"
+
+
+@pytest.mark.parametrize("greeting_from", [greeting_from_ufop_sdk_test, greeting_from_testing_run,
+                                           greeting_from_serve])
+def test_the_real_environment_beats_dotenv_in_every_process(make_project, greeting_from):
+    folder = make_project(READS_DOTENV_AT_IMPORT, env=DOTENV)
+    assert greeting_from(folder, {"GREETING": "from-environment"}) == "from-environment"
+
+
+def test_routes_imports_a_module_reading_a_dotenv_variable_at_import(make_project):
+    folder = make_project(READS_DOTENV_AT_IMPORT, env=DOTENV)
+    result = run_cli("routes", cwd=folder)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "Greet" in result.stdout.decode()
+
+
+BARE_KEY_DOTENV = "UFOP_NAME=greeter\n# flags\nFEATURE_FLAG\nGREETING=from-dotenv\n"
+BARE_KEY_WARNING = ".env line 3: 'FEATURE_FLAG' has no '=' and is ignored"
+
+
+@pytest.mark.parametrize("command", ["serve", "dev"])
+def test_a_bare_key_in_dotenv_is_ignored_with_a_warning_and_the_workers_start(make_project, command):
+    folder = make_project(READS_DOTENV_AT_IMPORT, env=BARE_KEY_DOTENV)
+    with Server(folder, command=command, workers=1) as server:
+        status, _, body = server.post("greeter/greet")
+        output = server.output()
+    assert (status, body) == (200, b"from-dotenv")
+    assert output.count(BARE_KEY_WARNING) == 1, output
+
+
+def test_a_bare_key_in_dotenv_is_ignored_with_a_warning_by_ufop_sdk_test(make_project):
+    folder = make_project(READS_DOTENV_AT_IMPORT, env=BARE_KEY_DOTENV)
+    result = run_cli("test", folder / "processors.py", "greet", cwd=folder)
+    assert (result.returncode, result.stdout) == (0, b"from-dotenv")
+    assert BARE_KEY_WARNING in result.stderr.decode()
+
+
+def test_a_bare_key_in_dotenv_is_left_out_of_the_variables_read(make_project):
+    folder = make_project(env="FEATURE_FLAG\nEMPTY=\n")
+    assert read_env_file(folder) == {"EMPTY": ""}

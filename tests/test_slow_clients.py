@@ -14,7 +14,7 @@ from support import Server, run_cli
 IDLE = 1.0
 BODY = 2.0
 SWEEP = 1.0  # how often the server looks; plus scheduling slack below
-SLACK = 1.5
+SLACK = 3.0  # a shared 2-core machine under a full suite
 
 PROCESSORS = textwrap.dedent("""
     import time

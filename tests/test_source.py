@@ -112,11 +112,11 @@ def test_a_refused_connection_is_a_502(server):
 
 
 def test_a_slow_origin_is_a_504_after_the_fetch_timeout(server, origin):
-    origin.serve("/slow", b"late", delay=5)
+    origin.serve("/slow", b"late", delay=30)
     began = time.monotonic()
-    status, _, body = server.post("t/echo", url=origin.url("/slow"), timeout=10)
+    status, _, body = server.post("t/echo", url=origin.url("/slow"), timeout=40)
     assert status == 504 and "1s" in error_of(body)
-    assert 0.8 < time.monotonic() - began < 3
+    assert 0.8 < time.monotonic() - began < 10
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked", "close"])
@@ -285,8 +285,8 @@ def test_the_fetch_timeout_covers_every_redirect_hop(server, origin):
                                                  handler.end_headers())
     began = time.monotonic()
     status, _, body = server.post("t/echo", url=origin.url("/late/2"), timeout=10)
-    assert status == 504, body
-    assert time.monotonic() - began < 2
+    assert status == 504, body  # each hop is under the 1 s timeout: only the whole chain is over it
+    assert time.monotonic() - began < 5
 
 
 def spooled(server, spool_dir):
@@ -305,14 +305,14 @@ def test_a_large_source_is_spooled_while_it_is_processed_then_released(server, o
     finally:
         sender.join(15)
     assert answer and answer[0][0] == 200
-    server.wait_until(lambda: not spooled(server, spool_dir), 2, "the spool to be closed")
+    server.wait_until(lambda: not spooled(server, spool_dir), 10, "the spool to be closed")
 
 
 def test_a_client_leaving_during_a_fetch_leaves_the_server_well(server, origin, spool_dir):
     origin.serve("/slowish", os.urandom(2 << 20), delay=0.6)
     with pytest.raises(TimeoutError):
         server.post("t/echo", url=origin.url("/slowish"), timeout=0.2)
-    server.wait_until(lambda: origin.requests.count("/slowish") == 1, 2, "the fetch to start")
+    server.wait_until(lambda: origin.requests.count("/slowish") == 1, 10, "the fetch to start")
     time.sleep(0.8)  # the fetch ends and the request finishes with nobody to answer
     assert server.post("t/echo", b"still fine")[::2] == (200, b"still fine")
     status, payload = server.health()

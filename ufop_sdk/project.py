@@ -63,25 +63,29 @@ def collect_processors(module):
 # Folders this process has loaded projects from. Only the current one stays on
 # sys.path, so a module name never resolves into another project's folder.
 _project_folders = set()
+# Modules that loading a project imported from its folder; the next load drops them.
+_loaded_project_modules = set()
 _INSTALLED = re.compile(r"[/\\\\](site|dist)-packages[/\\\\]")
 
 
 def import_project_module(module_name, project_dir):
     """Import `module_name` fresh from `project_dir`, which goes first on sys.path.
 
-    Modules imported earlier from a project folder, this one before an edit
-    or another project, are dropped first, so the project's current files are
-    the ones used, sibling modules included.
+    Loading again (``dev`` after an edit, or another project) first drops
+    the modules the last load imported from its folder, sibling modules
+    included, so the current files are the ones used. Modules the project
+    did not load (``__main__``, the user's own test modules) are never dropped.
     """
     folder = Path(project_dir).resolve()
     if not folder.is_dir():
         raise ProjectError(f"project folder {folder} does not exist")
     _project_folders.add(folder)
-    _forget_project_modules(_project_folders)
+    _forget_loaded_project_modules()
     sys.path[:] = [folder_text for folder_text in sys.path
                    if Path(folder_text or ".").resolve() not in _project_folders]
     sys.path.insert(0, str(folder))
     importlib.invalidate_caches()
+    already_imported = set(sys.modules)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -93,16 +97,27 @@ def import_project_module(module_name, project_dir):
         raise ProjectError(_import_failure(module_name)) from exc
     except Exception as exc:
         raise ProjectError(_import_failure(module_name)) from exc
+    finally:
+        _remember_project_modules(set(sys.modules) - already_imported, folder)
 
 
-def _forget_project_modules(folders):
-    """Drop the project's own modules; never ufop_sdk or installed packages (a venv inside it)."""
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
+def _remember_project_modules(names, folder):
+    """Remember which of the modules just imported are the project's own.
+
+    Never ufop_sdk or installed packages, even from a venv inside the folder.
+    """
+    for name in names:
+        path = getattr(sys.modules.get(name), "__file__", None)
         if not path or name.partition(".")[0] == "ufop_sdk" or _INSTALLED.search(path):
             continue
-        if any(folder in Path(path).resolve().parents for folder in folders):
-            del sys.modules[name]
+        if folder in Path(path).resolve().parents:
+            _loaded_project_modules.add(name)
+
+
+def _forget_loaded_project_modules():
+    for name in _loaded_project_modules:
+        sys.modules.pop(name, None)
+    _loaded_project_modules.clear()
 
 
 def _import_failure(module_name):

@@ -3,17 +3,25 @@
 Precedence: a command-line flag, then the process environment, then ``.env``
 in the project folder, then the default. An invalid value raises ConfigError
 naming the variable and the value.
+
+Every command also puts ``.env`` into its own process's environment
+(`load_env_file`), under the real environment, so a project module reading
+``os.environ`` at import works the same under serve, dev, test and routes.
 """
 
+import logging
 import os
 import re
 from pathlib import Path
 
 import attrs
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from .errors import ConfigError
 from .networks import parse_networks
+
+log = logging.getLogger("ufop_sdk.settings")
 
 UFOP_NAME_RULE = re.compile(r"[a-z0-9_-]{5,20}")
 _FLAVOR = re.compile(r"C(?P<cores>\d+)M(?P<mem>\d+)|M(?P<mem2>\d+)C(?P<cores2>\d+)", re.IGNORECASE)
@@ -176,12 +184,51 @@ class Settings:
 
 
 def read_env_file(project_dir):
-    """The variables in the project's ``.env`` ({} without one); raises ConfigError."""
+    """The variables in the project's ``.env`` ({} without one); raises ConfigError.
+
+    A bare key (a line ``FEATURE_FLAG`` without ``=``) has no value and is
+    left out; `load_env_file` warns about it.
+    """
+    return {key: value for key, value in _read_env_file(project_dir).items() if value is not None}
+
+
+# Variables that load_env_file put into os.environ, with the values it put there.
+_loaded_from_env_file = {}
+
+
+def load_env_file(project_dir):
+    """Put the project's ``.env`` into os.environ, never over a variable already set.
+
+    Called again (``dev`` reloads after an edit), it first takes back what
+    the last call put there, so an edited or removed line counts. Bare keys
+    are ignored with a warning naming the file and the line. Raises ConfigError.
+    """
+    values = _read_env_file(project_dir)
+    for key, value in _loaded_from_env_file.items():
+        if os.environ.get(key) == value:
+            del os.environ[key]
+    _loaded_from_env_file.clear()
+    for key, value in values.items():
+        if value is not None and key not in os.environ:
+            os.environ[key] = _loaded_from_env_file[key] = value
+    if None in values.values():
+        _warn_about_bare_keys(Path(project_dir) / ".env")
+
+
+def _read_env_file(project_dir):
     path = Path(project_dir) / ".env"
     try:
-        return dotenv_values(path) if path.is_file() else {}
+        return dotenv_values(path, encoding="utf-8") if path.is_file() else {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def _warn_about_bare_keys(path):
+    with open(path, encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.key is not None and binding.value is None:
+                log.warning("%s line %d: %r has no '=' and is ignored (write %s= for an empty value)",
+                            path, binding.original.line, binding.key, binding.key)
 
 
 def _parse(parse, text, source):

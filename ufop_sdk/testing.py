@@ -19,7 +19,7 @@ from pathlib import Path
 from .project import load_app
 from .routing import join_cmd
 from .runner import Runner
-from .settings import Settings
+from .settings import Settings, load_env_file
 
 
 def run(cmd, data, *, app="processors", content_type=None, project="."):
@@ -27,7 +27,8 @@ def run(cmd, data, *, app="processors", content_type=None, project="."):
 
     `data` is bytes or a path to a file. Errors come back as Responses with
     their status and JSON body, as a client would see them. The project is
-    loaded, and its processors set up, once per (app, project) in a process.
+    loaded, and its processors set up, once per (app, project) in a process;
+    its ``.env`` goes into ``os.environ`` first, under variables already set.
     """
     runner, name = _load(app, str(Path(project).resolve()))
     full_cmd = join_cmd(name, cmd)
@@ -38,5 +39,6 @@ def run(cmd, data, *, app="processors", content_type=None, project="."):
 
 @cache
 def _load(app, project):
+    load_env_file(project)
     settings = Settings.load(project, app=app)
     return Runner(load_app(settings), debug=True), settings.name

@@ -73,6 +73,21 @@ def descriptor_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+# /proc/net/tcp states whose socket a server still holds: ESTABLISHED, CLOSE_WAIT
+_HELD_STATES = {"01", "08"}
+
+
+def held_connections(port):
+    """Connections on local `port` the server has not closed yet, from /proc/net/tcp."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                count += state in _HELD_STATES and int(local.rpartition(":")[2], 16) == port
+    return count
+
+
 def files_under(server, folder):
     """What the server and its workers hold open under `folder` (unnamed temp files included)."""
     pids = [server.process.pid, *children_of(server.process.pid)]

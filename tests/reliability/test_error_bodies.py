@@ -55,6 +55,7 @@ def error_cases(origin):
     ]
 
 
+@pytest.mark.expect_traceback  # "the processor raising" raises on purpose
 def test_no_error_body_carries_a_traceback_or_a_path(errors_server):
     messages = {}
     with Origin() as origin:
@@ -82,7 +83,9 @@ def test_no_error_body_carries_a_traceback_or_a_path(errors_server):
     (PROJECTS / "worker_fails", "t/echo", 503, "workers"),
 ], ids=["a processor whose setup failed", "workers that cannot start"])
 def test_no_unhealthy_instance_leaks_a_traceback_or_a_path(project, cmd, status, problem):
-    with Server(project, "--host", "127.0.0.1", workers=1, wait_healthy=False) as server:
+    # setup() and the import fail on purpose, with a traceback in the log
+    with Server(project, "--host", "127.0.0.1", workers=1, wait_healthy=False,
+                expect_traceback=True) as server:
         server.wait_until(lambda: problem in server.health()[1].get("problems", {}), 10,
                           "the failure to show in /health")
         answer = server.post(cmd, b"x", timeout=10)

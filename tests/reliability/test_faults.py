@@ -76,6 +76,7 @@ def test_hangs_past_the_timeout_under_load_are_504_and_cost_only_themselves(serv
                                "longest_wait_beside_a_hang_seconds": round(max(others), 2)}})
 
 
+@pytest.mark.expect_traceback  # t/fail/crash raises on purpose
 def test_a_processor_raising_under_load_costs_only_its_requests(server):
     server.wait_until(lambda: pool_is_full(server), 15, "a full pool")
     workers = sorted(children_of(server.process.pid))
@@ -96,7 +97,8 @@ def test_a_processor_raising_under_load_costs_only_its_requests(server):
 
 
 def test_a_setup_raising_makes_health_503_saying_why_while_other_processors_answer():
-    with Server(PROJECTS / "setup_fails", "--host", "127.0.0.1", workers=2, wait_healthy=False) as server:
+    with Server(PROJECTS / "setup_fails", "--host", "127.0.0.1", workers=2, wait_healthy=False,
+                expect_traceback=True) as server:  # setup() raises on purpose
         server.wait_until(lambda: server.health()[1]["workers"] == 2, 10, "both workers to start")
         status, payload = server.health()
         assert payload["status"] == "unhealthy"

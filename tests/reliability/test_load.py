@@ -86,6 +86,7 @@ def server():
         yield server
 
 
+@pytest.mark.expect_traceback  # the mix has t/fail/crash, which raises on purpose
 def test_serve_holds_a_mixed_load_with_every_answer_right_and_flat_memory(server):
     pid = server.process.pid
     workers = sorted(children_of(pid))

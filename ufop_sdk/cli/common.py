@@ -7,7 +7,7 @@ import click
 
 from ..errors import ConfigError, ProjectError
 from ..project import load_app
-from ..settings import Settings
+from ..settings import Settings, load_env_file
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the work ran and failed (a processor error, a failed file)
@@ -35,8 +35,13 @@ def project_options(command):
 
 
 def load_settings(project, **flags):
-    """Settings for `project` with `flags` on top, or exit 2 naming the bad value."""
+    """Settings for `project` with `flags` on top, or exit 2 naming the bad value.
+
+    The project's ``.env`` goes into this process's environment first (see
+    settings.load_env_file), so the project imports here as in its workers.
+    """
     try:
+        load_env_file(project)
         return Settings.load(project, **flags)
     except ConfigError as exc:
         raise LoadFailed(str(exc)) from None

@@ -14,7 +14,7 @@ from ..bucket import BucketHandler
 from ..errors import ConfigError, ProjectError
 from ..playground import PlaygroundHandler
 from ..project import load_app
-from ..settings import Settings
+from ..settings import Settings, load_env_file
 from . import serving
 from .common import load_settings, project_options
 
@@ -96,6 +96,7 @@ async def _reload_on_change(service, project, flags):
         log.info("reloading: %s", ", ".join(paths))
         _remove_bytecode(paths)
         try:
+            load_env_file(project)
             settings = Settings.load(project, **flags)
         except ConfigError as exc:
             service.app, service.load_error = None, str(exc)

@@ -94,8 +94,19 @@ def _write(path, data):
 
 
 def _print_error(response):
-    """The status and JSON error on stderr; a traceback, if any, below it as text."""
-    payload = json.loads(response.body)
+    """The status and JSON error on stderr; a traceback, if any, below it as text.
+
+    A processor's own error answer need not be JSON: it is shown as its
+    content type and text.
+    """
+    try:
+        payload = json.loads(response.body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        text = bytes(response.body).decode("utf-8", errors="replace")
+        click.echo(f"{response.status} {response.content_type}: {text}", err=True)
+        return
     details = payload.pop("traceback", None)
     click.echo(f"{response.status} {json.dumps(payload, ensure_ascii=False)}", err=True)
     if details:
