@@ -159,8 +159,8 @@ def test_a_small_body_travels_inline(celery_server, redis_server):
 
 @pytest.fixture(scope="module")
 def open_server(redis_server, markers):
-    """A worker and a server that may fetch from loopback (UFOP_BLOCKED_NETWORKS empty), on database 1."""
-    url, loopback = redis_server.url(1), {"UFOP_BLOCKED_NETWORKS": ""}
+    """A worker and a server that may fetch from loopback (UFOP_BLOCKED_NETWORKS=none), on database 1."""
+    url, loopback = redis_server.url(1), {"UFOP_BLOCKED_NETWORKS": "none"}
     with project_worker(markers, url, **loopback), project_server(markers, url, **loopback) as server:
         yield server
 

@@ -106,7 +106,7 @@ def test_a_slow_upload_into_a_full_spool_is_answered_not_dropped(tiny_spool):
 def test_a_full_spool_while_fetching_sources_answers_its_error_and_logs_no_traceback(tiny_spool):
     """A source refused mid-fetch (no room, or over UFOP_MAX_SOURCE_BYTES) is the client's problem:
     answered, and logged without a traceback, as every 4xx and 507 is."""
-    env = {"UFOP_BLOCKED_NETWORKS": "", "UFOP_MAX_SOURCE_BYTES": str(HUGE * 2)}
+    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_MAX_SOURCE_BYTES": str(HUGE * 2)}
     with tiny_spool.server(PROJECT, "--host", "127.0.0.1", env=env, workers=2) as server, Origin() as origin:
         origin.serve("/huge.bin", b"\1" * HUGE)
         origin.serve("/over-the-limit.bin", b"\1" * (HUGE * 2 + 1))  # refused on its Content-Length
