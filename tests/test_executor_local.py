@@ -3,12 +3,14 @@
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support import PROJECTS, Origin, Server, children_of, open_files, post_concurrently
+from support import PROJECTS, Origin, Server, children_of, clean_environment, open_files, post_concurrently
 
 SERVER = PROJECTS / "server"
 POOL = PROJECTS / "pool"  # processors that sleep, leave markers, and a health() that can hang
@@ -333,3 +335,34 @@ def test_a_url_request_whose_fetch_fails_gives_its_place_back(markers):
             assert server.health()[1]["pending"] == 0
         assert server.post("t/sleep/0", url=origin.url("/source.txt"), timeout=10)[0] == 200
         assert server.health()[1]["pending"] == 0
+
+
+class ServerRunBy(Server):
+    """A Server whose interpreter (and so its workers') is `python`."""
+
+    def __init__(self, python, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.python = python
+
+    def __enter__(self):
+        self.process = subprocess.Popen([str(self.python), "-m", "ufop_sdk", *self.args], stdout=self.log,
+                                        env=clean_environment(self.env), stderr=subprocess.STDOUT)
+        self.wait_until(lambda: self._health_status() == 200, 20, "the server to start")
+        return self
+
+
+def test_a_worker_that_cannot_be_started_is_logged_reported_by_health_and_fails_requests_at_once(tmp_path):
+    python = tmp_path / "python3"
+    python.symlink_to(sys.executable)
+    with ServerRunBy(python, SERVER, "--host", "127.0.0.1", workers=1) as server:
+        python.unlink()  # its workers' interpreter: the next one cannot start
+        os.kill(children_of(server.process.pid)[0], 9)
+        server.wait_until(lambda: "cannot start a worker" in json.dumps(server.health()[1]), 10,
+                          "the failure to show in /health")
+        status, payload = server.health()
+        assert status == 503 and "No such file or directory" in payload["problems"]["workers"], payload
+        began = time.monotonic()
+        status, _, body = server.post("t/echo", b"x", timeout=10)
+        assert status == 503 and "cannot start a worker" in json.loads(body)["error"], body
+        assert time.monotonic() - began < 3
+        assert "cannot start a worker" in server.output()
