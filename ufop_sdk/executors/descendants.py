@@ -20,6 +20,17 @@ PR_SET_CHILD_SUBREAPER = 36
 KILL_ROUNDS = 8
 
 
+def track_descendants():
+    """Become this process's descendants' subreaper and track them: a Descendants, or an
+    Untracked that does nothing where ``/proc`` is missing."""
+    try:
+        tracker = Descendants()
+    except OSError:
+        return Untracked()
+    become_subreaper()
+    return tracker
+
+
 def become_subreaper():
     """Make orphans below this process its children; False where that is not possible."""
     try:
@@ -106,6 +117,19 @@ class Descendants:
         if os.fstat(self._threads).st_nlink <= 3:
             return [int(pid) for pid in os.pread(self._main_children, 1 << 16, 0).split()]
         return children(os.getpid())
+
+
+class Untracked:
+    """Descendants' interface where they cannot be tracked: nothing is killed."""
+
+    def keep_current(self):
+        pass
+
+    def kill_new(self):
+        pass
+
+    def kill_all(self):
+        pass
 
 
 def _reap(pid):

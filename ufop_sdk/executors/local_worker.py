@@ -24,7 +24,7 @@ from ..project import load_app
 from ..runner import Runner
 from ..settings import Settings
 from . import protocol
-from .descendants import Descendants, become_subreaper
+from .descendants import track_descendants
 
 
 def main(argv=None):
@@ -36,7 +36,7 @@ def main(argv=None):
     # the server's socket open after this process is gone.
     os.set_inheritable(options.fd, False)
     sock = socket.socket(fileno=options.fd)
-    descendants = _track_descendants()
+    descendants = track_descendants()
     try:
         settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
         configure_worker_logging(settings.log_dir)
@@ -90,27 +90,6 @@ def _run(runner, header, body, fd):
         return runner.execute(header["processor"], header["groups"], header["cmd"], buffer,
                               declared_content_type=header.get("declared_content_type"),
                               url=header.get("url"), request_id=header.get("request_id")).response
-
-
-def _track_descendants():
-    """This worker's descendants, made its own (see descendants.py); a stand-in where /proc is missing."""
-    try:
-        tracker = Descendants()
-    except OSError:
-        return _Untracked()
-    become_subreaper()
-    return tracker
-
-
-class _Untracked:
-    def keep_current(self):
-        pass
-
-    def kill_new(self):
-        pass
-
-    def kill_all(self):
-        pass
 
 
 def _parse(argv):
