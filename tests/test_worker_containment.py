@@ -92,3 +92,9 @@ def test_a_workers_helpers_are_killed_with_it_when_the_server_stops(markers):
     with Server(PROJECT, "--host", "127.0.0.1", env={"MARKER_DIR": str(markers)}, workers=1) as server:
         helper = int(server.post("t/helper", timeout=10)[2].split()[0])
     assert_gone(helper, within=5)
+
+
+def test_a_child_execd_with_close_fds_false_holds_no_socket_of_the_worker(server):
+    status, _, body = server.post("t/childs-descriptors", timeout=10)
+    assert status == 200, body
+    assert b"socket:" not in body, body.decode()

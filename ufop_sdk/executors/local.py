@@ -250,7 +250,8 @@ class LocalPool(Executor):
         try:
             worker = await WorkerProcess.start(self.command, self.environment, generation, self)
         except Exception as exc:  # noqa: BLE001 - whatever stops a worker starting, /health says why
-            log.error("cannot start a worker", exc_info=not isinstance(exc, OSError))
+            if not isinstance(exc, OSError):  # a bad environment or a bug: the traceback says which
+                log.exception("cannot start a worker")
             self._spawn_failed(generation, f"cannot start a worker: {_reason(exc)}")
             return
         try:

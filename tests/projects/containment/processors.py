@@ -75,3 +75,14 @@ def _fork_sleeping(marker, then):
     while not marker.exists():
         time.sleep(0.01)
     then(pid)
+
+
+class ChildsDescriptors(Processor):
+    """What a child exec'd with every inheritable descriptor (close_fds=False) holds open."""
+
+    route = r"childs-descriptors"
+
+    def process(self, req):
+        listing = subprocess.run(["sh", "-c", "for fd in /proc/$$/fd/*; do readlink $fd; done; true"],
+                                 close_fds=False, capture_output=True, check=True)
+        return listing.stdout
