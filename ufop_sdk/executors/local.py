@@ -257,8 +257,8 @@ class LocalPool(Executor):
         try:
             header = await asyncio.wait_for(asyncio.shield(worker.ready), READY_TIMEOUT)
         except (WorkerLost, asyncio.TimeoutError):
-            code = worker.process.poll()
-            header = {"op": "failed", "error": f"it exited while starting (exit code {code})"}
+            worker.kill()
+            header = {"op": "failed", "error": f"it exited while starting (exit code {await worker.gone})"}
         if header["op"] == "failed":
             worker.close()
             worker.kill()

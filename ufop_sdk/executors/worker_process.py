@@ -124,8 +124,8 @@ class WorkerProcess:
             try:
                 sent = self.socket.sendmsg(buffers, ancillary)
             except (BlockingIOError, InterruptedError):
-                if fds:
-                    return False
+                if fds:  # hardly ever: a free worker has read all it was sent
+                    return False  # the next answer or job dispatches again; the queue timeout bounds it
                 sent = 0
             except OSError:
                 # The worker is gone (EPIPE) and the loop has not said so yet:
