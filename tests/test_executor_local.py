@@ -289,7 +289,7 @@ def test_a_job_queued_past_the_queue_timeout_is_503_with_retry_after_and_never_r
         waited = time.monotonic() - began
         assert status == 503 and int(headers["Retry-After"]) >= 1, body
         assert "no worker was free for 1s" in json.loads(body)["error"]
-        assert 0.9 < waited < 2.5, waited
+        assert 0.9 < waited < 4, waited
         assert running.result(20)[0] == 200
         assert server.post("t/sleep/0", timeout=10)[0] == 200
         assert server.health()[1]["pending"] == 0
