@@ -146,7 +146,13 @@ def test_it_runs_as_a_user_other_than_root(steps):
 def test_it_exposes_9100_and_serves_from_cmd(steps):
     assert any("9100" in re.split(r"[\s/]", arguments) for arguments in arguments_of(steps, "EXPOSE"))
     assert exec_form(arguments_of(steps, "CMD")[-1]) == ["ufop-sdk", "serve"]
-    assert arguments_of(steps, "ENTRYPOINT") == [], "an ENTRYPOINT would change what CMD runs"
+
+
+def test_tini_is_installed_and_runs_cmd_as_pid_1_to_reap_orphans(steps):
+    """Checked as text: building the image is for a test of its own."""
+    installs = [arguments for arguments in arguments_of(steps, "RUN") if "apt-get install" in arguments]
+    assert any(re.search(r"\btini\b", arguments) for arguments in installs), installs
+    assert [exec_form(arguments) for arguments in arguments_of(steps, "ENTRYPOINT")] == [["tini", "--"]]
 
 
 def test_the_health_check_asks_for_health(steps):

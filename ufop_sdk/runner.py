@@ -48,13 +48,18 @@ class Runner:
                 pass
         return dict(self.setup_failures)
 
-    def health_problems(self):
-        """Why this process is unhealthy: failed setups and failing ``health()`` calls."""
+    def health_problems(self, checking=None):
+        """Why this process is unhealthy: failed setups and failing ``health()`` calls.
+
+        `checking(name)`, if given, is called before each processor's health() runs.
+        """
         self.setup_all()
         problems = dict(self.setup_failures)
         for route in self.app.routes:
             if route.name in problems:
                 continue
+            if checking is not None:
+                checking(route.name)
             try:
                 self._instance(route).health()
             except Exception as exc:  # noqa: BLE001 - any failure is a health problem

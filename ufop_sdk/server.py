@@ -85,24 +85,32 @@ class Service:
         no task of its own.
         """
         if url is not None and body is None and file is None and not self.executor.fetches_sources:
-            return asyncio.ensure_future(self._fetch_and_process(
-                match, cmd, request_id, url, {} if timings is None else timings))
-        route = match.route
-        return asyncio.ensure_future(self.executor.submit(Job(
-            cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
-            request_id=request_id, url=url, declared_content_type=declared_content_type,
-            body=body, file=file)))
+            # Admitted before anything is downloaded: when the server is full, the answer is 503 at once.
+            admission = self.executor.admit()
+            fetching = asyncio.ensure_future(self._fetch_and_process(
+                match, cmd, request_id, url, {} if timings is None else timings, admission))
+            fetching.add_done_callback(lambda _: admission.release())  # a no-op once its job was submitted
+            return fetching
+        return asyncio.ensure_future(
+            self._submit(match, cmd, request_id, url, declared_content_type, body, file))
 
-    async def _fetch_and_process(self, match, cmd, request_id, url, timings):
+    def _submit(self, match, cmd, request_id, url, declared_content_type, body, file, admission=None):
+        route = match.route
+        job = Job(cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
+                  request_id=request_id, url=url, declared_content_type=declared_content_type,
+                  body=body, file=file)
+        return self.executor.submit(job) if admission is None else self.executor.submit(job, admission)
+
+    async def _fetch_and_process(self, match, cmd, request_id, url, timings, admission):
         began = time.monotonic()
         fetched = await self.fetcher.fetch(url)
         timings["fetch"] = time.monotonic() - began
         spool = fetched.spool
         try:
-            return await self.process(
-                match, cmd, request_id, url=url, declared_content_type=fetched.content_type,
+            return await self._submit(
+                match, cmd, request_id, url, fetched.content_type,
                 body=spool.getvalue() if spool.in_memory else None,
-                file=None if spool.in_memory else spool.file())
+                file=None if spool.in_memory else spool.file(), admission=admission)
         finally:
             spool.close()
 

@@ -113,6 +113,7 @@ ENVIRONMENT = {
     "blocked_networks": ("UFOP_BLOCKED_NETWORKS", parse_networks),
     "allowed_source_hosts": ("UFOP_ALLOWED_SOURCE_HOSTS", parse_host_patterns),
     "max_pending": ("UFOP_MAX_PENDING", parse_positive_int),
+    "queue_timeout": ("UFOP_QUEUE_TIMEOUT", parse_seconds),
     "grace": ("UFOP_GRACE", parse_seconds),
     "idle_timeout": ("UFOP_IDLE_TIMEOUT", parse_seconds),
     "body_timeout": ("UFOP_BODY_TIMEOUT", parse_seconds),
@@ -143,6 +144,8 @@ class Settings:
     blocked_networks: tuple | None = None
     allowed_source_hosts: tuple = ()
     max_pending: int | None = None
+    # how long a job may wait for a free worker before it is answered 503 (as long as a job may run)
+    queue_timeout: float = 30.0
     grace: float = 30.0
     # a client's time to send a request's headers (and so an idle keep-alive
     # connection's life), then its body

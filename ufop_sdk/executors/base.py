@@ -57,7 +57,18 @@ class Executor:
     async def start(self):
         """Start workers; returns when the executor can take jobs."""
 
-    def submit(self, job):
+    def submit(self, job, admission=None):
+        """`admission`: what `admit` gave for this request, if it was admitted before its input was ready."""
+        raise NotImplementedError
+
+    def admit(self):
+        """Count a request as pending before its input is ready (a ``url`` the server fetches).
+
+        Raises Overloaded, as `submit` would, before anything is downloaded.
+        Returns an admission for `submit(job, admission)`; its `release()`
+        gives the place back if the job is never submitted (a failed fetch),
+        and does nothing once it was.
+        """
         raise NotImplementedError
 
     async def health(self):

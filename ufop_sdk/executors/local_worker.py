@@ -4,6 +4,10 @@ Started by the local pool as ``python -m ufop_sdk.executors.local_worker``. It
 loads the project itself, runs every processor's ``setup()``, reports ready,
 then answers one frame at a time. End-of-file on its socket means the server
 is gone, and it exits.
+
+It is its descendants' subreaper, and before each answer it kills what the
+job started (see descendants.py). Its log records are JSON lines carrying
+the request id (see logs.py).
 """
 
 import argparse
@@ -15,10 +19,12 @@ import sys
 import traceback
 
 from ..gc_tuning import settle_garbage_collector
+from ..logs import REQUEST_ID, configure_worker_logging
 from ..project import load_app
 from ..runner import Runner
 from ..settings import Settings
 from . import protocol
+from .descendants import track_descendants
 
 
 def main(argv=None):
@@ -26,24 +32,32 @@ def main(argv=None):
     # Ctrl-C in `ufop-sdk dev` reaches the whole process group; the server
     # decides when workers stop, so a running request is not cut short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # What a processor execs (os.system, Popen(close_fds=False)) must not hold
+    # the server's socket open after this process is gone.
+    os.set_inheritable(options.fd, False)
     sock = socket.socket(fileno=options.fd)
+    descendants = track_descendants()
     try:
         settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
+        configure_worker_logging(settings.log_dir)
         runner = Runner(load_app(settings), debug=options.debug)
     except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
     try:
         failures = runner.setup_all()
+        descendants.keep_current()  # helpers that setup() started live as long as this worker
         settle_garbage_collector()  # models and fonts that setup() loaded stay put
         protocol.send(sock, {"op": "ready", "setup_failures": failures, "pid": os.getpid()})
-        serve(sock, runner)
+        serve(sock, runner, descendants)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server went away: nothing is waiting for an answer
+    finally:
+        descendants.kill_all()
     return 0
 
 
-def serve(sock, runner):
+def serve(sock, runner, descendants):
     frames = protocol.FrameReceiver(sock)
     while True:
         frame = frames.next()
@@ -51,19 +65,31 @@ def serve(sock, runner):
             return
         header, body, fd = frame
         if header["op"] == "health":
-            protocol.send(sock, {"op": "health", "problems": runner.health_problems()})
+            _health(sock, runner)
         else:
-            _run(sock, runner, header, body, fd)
+            token = REQUEST_ID.set(header.get("request_id"))
+            try:
+                response = _run(runner, header, body, fd)
+                descendants.kill_new()  # before the answer: once it is in, nothing the job started runs
+            finally:
+                REQUEST_ID.reset(token)
+            protocol.send(sock, {"op": "reply", "status": response.status,
+                                 "content_type": response.content_type, "headers": response.headers},
+                          response.body)
 
 
-def _run(sock, runner, header, body, fd):
+def _health(sock, runner):
+    """Each processor's name goes out before its health() runs: if one hangs, the server knows which."""
+    problems = runner.health_problems(
+        checking=lambda name: protocol.send(sock, {"op": "checking", "processor": name}))
+    protocol.send(sock, {"op": "health", "problems": problems})
+
+
+def _run(runner, header, body, fd):
     with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
-        outcome = runner.execute(header["processor"], header["groups"], header["cmd"], buffer,
-                                 declared_content_type=header.get("declared_content_type"),
-                                 url=header.get("url"), request_id=header.get("request_id"))
-    response = outcome.response
-    protocol.send(sock, {"op": "reply", "status": response.status, "content_type": response.content_type,
-                         "headers": response.headers}, response.body)
+        return runner.execute(header["processor"], header["groups"], header["cmd"], buffer,
+                              declared_content_type=header.get("declared_content_type"),
+                              url=header.get("url"), request_id=header.get("request_id")).response
 
 
 def _parse(argv):

@@ -81,7 +81,8 @@ class FrameReceiver:
         return None if len(self.buffer) < header_end else (header_end, header_end + body_length)
 
     def _receive(self, size):
-        data, fds, _flags, _address = socket.recv_fds(self.sock, size, 8)
+        # Close-on-exec: an input's descriptor is the processor's, not its children's.
+        data, fds, _flags, _address = socket.recv_fds(self.sock, size, 8, socket.MSG_CMSG_CLOEXEC)
         self.fds.extend(fds)
         return data
 

@@ -1,20 +1,26 @@
-"""The server's side of one local worker process: its socket, and the jobs it holds.
+"""The server's side of one local worker process: its socket, its process, and the job it runs.
 
-A worker holds at most DEPTH jobs: the one it runs and the next, already in
-its socket, so it never sleeps between jobs under load and the server never
-has to wake it. A job's timeout starts when it becomes the one running.
+A worker holds one job at a time: jobs wait in the pool's one queue and go
+to the first worker that is free, so a short job never waits behind a long
+one in a busy worker's socket. A job's timeout starts when it is sent.
+
+Each worker leads a session of its own, and its death is noticed from the
+process itself (a pidfd the loop watches), not only from end-of-file on its
+socket, which a child it forked may hold open. Killing a worker kills its
+process group and every descendant that can be found.
 """
 
 import array
 import asyncio
-import collections
+import os
+import signal
 import socket
 import subprocess
+import threading
 import time
 
-from . import protocol
+from . import descendants, protocol
 
-DEPTH = 2
 SEND_BUFFER = 4 << 20
 INITIAL_BUFFER = 64 << 10
 MIN_FREE = 16 << 10
@@ -28,10 +34,10 @@ class WorkerLost(Exception):
 class Entry:
     """A job for a worker: the frame to send, its timeout, and the Future waiting for the answer.
 
-    A job of None is a health check.
+    A job of None is a health check; `checking` is the processor whose health() it runs now.
     """
 
-    __slots__ = ("job", "header", "timeout", "future", "queued", "started", "timed_out")
+    __slots__ = ("job", "header", "timeout", "future", "queued", "started", "timed_out", "checking")
 
     def __init__(self, job, header, timeout, future):
         self.job = job
@@ -41,14 +47,16 @@ class Entry:
         self.queued = time.monotonic()
         self.started = None
         self.timed_out = False
+        self.checking = None
 
 
 class WorkerProcess:
     """One worker process and its socket. Create with `start`; the pool supervises it.
 
     `pool.entry_answered(worker, entry, header, body)` runs for each answer,
-    and `pool.worker_lost(worker, running_entry, unstarted_entries)` once,
-    when the socket closes.
+    `pool.worker_lost(worker, running_entry)` once, when the socket closes,
+    and `pool.worker_exited(worker, exit_code)` once, when the process has
+    exited (and been reaped). `gone` is a Future done at that point.
     """
 
     def __init__(self, process, sock, generation, pool):
@@ -56,13 +64,16 @@ class WorkerProcess:
         self.socket = sock
         self.generation = generation
         self.pool = pool
-        self.inflight = collections.deque()
+        self.running = None
         self.ready = asyncio.get_running_loop().create_future()
+        self.gone = asyncio.get_running_loop().create_future()
         self.deadline = None
         self.timed_out = False
+        self.retired = False
         self.lost = False
         self.setup_failures = {}
         self.transport = None
+        self._pidfd = None
 
     @classmethod
     async def start(cls, command, environment, generation, pool):
@@ -71,14 +82,15 @@ class WorkerProcess:
         # call and no copy in this process (the kernel caps it at wmem_max).
         parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         try:
-            process = subprocess.Popen([*command, "--fd", str(child.fileno())],
-                                       pass_fds=[child.fileno()], env=environment)
-        except OSError:
+            process = subprocess.Popen([*command, "--fd", str(child.fileno())], pass_fds=[child.fileno()],
+                                       env=environment, start_new_session=True)
+        except BaseException:
             parent.close()
             raise
         finally:
             child.close()
         worker = cls(process, parent, generation, pool)
+        worker._watch_exit()
         worker.transport, _ = await asyncio.get_running_loop().create_unix_connection(
             lambda: FrameReader(worker), sock=parent)
         return worker
@@ -87,10 +99,14 @@ class WorkerProcess:
     def pid(self):
         return self.process.pid
 
+    @property
+    def busy(self):
+        return self.running is not None
+
     def can_take(self, job):
-        """Room for `job`? A file's descriptor only goes out when nothing is buffered before it,
+        """Free for `job`? A file's descriptor only goes out when nothing is buffered before it,
         so that it travels with the first byte of its frame."""
-        if self.lost or len(self.inflight) >= DEPTH:
+        if self.lost or self.running is not None:
             return False
         return job is None or job.file is None or not self.transport.get_write_buffer_size()
 
@@ -108,8 +124,8 @@ class WorkerProcess:
             try:
                 sent = self.socket.sendmsg(buffers, ancillary)
             except (BlockingIOError, InterruptedError):
-                if fds:
-                    return False  # the worker has frames to read: its next answer brings a retry
+                if fds:  # hardly ever: a free worker has read all it was sent
+                    return False  # the next answer or job dispatches again; the queue timeout bounds it
                 sent = 0
             except OSError:
                 # The worker is gone (EPIPE) and the loop has not said so yet:
@@ -120,42 +136,80 @@ class WorkerProcess:
             buffers = _unsent(buffers, sent)
         if buffers:
             self.transport.writelines(buffers)
-        if not self.inflight:
-            self._start(entry)
-        self.inflight.append(entry)
+        entry.started = time.monotonic()
+        self.deadline = entry.started + entry.timeout
+        self.running = entry
         return True
 
     def frame_received(self, header, body):
         if not self.ready.done():
             self.ready.set_result(header)
             return
-        entry = self.inflight.popleft()
-        if self.inflight:
-            self._start(self.inflight[0])
-        else:
-            self.deadline = None
+        entry = self.running
+        if header["op"] == "checking":
+            entry.checking = header["processor"]
+            return
+        self.running = None
+        self.deadline = None
         self.pool.entry_answered(self, entry, header, body)
 
     def connection_lost(self):
         self.lost = True
         if not self.ready.done():
             self.ready.set_exception(WorkerLost())
-        entries = list(self.inflight)
-        self.inflight.clear()
-        self.pool.worker_lost(self, entries[0] if entries else None, entries[1:])
-
-    def _start(self, entry):
-        entry.started = time.monotonic()
-        self.deadline = entry.started + entry.timeout
+        entry, self.running = self.running, None
+        self.deadline = None
+        self.pool.worker_lost(self, entry)
 
     def kill(self):
-        if self.process.poll() is None:
-            self.process.kill()
+        """SIGKILL the worker, its process group and every descendant found below it."""
+        if self.process.returncode is not None:
+            return  # reaped: its pid, and so its group's id, may be another's now
+        below = descendants.tree(self.pid)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass  # the group is empty
+        descendants.kill(below)
 
     def close(self):
-        """Close the socket: the worker sees end-of-file after its jobs, and exits."""
+        """Close the socket: the worker sees end-of-file after its job, and exits."""
+        self.retired = True
         if self.transport is not None:
             self.transport.close()
+
+    def _watch_exit(self):
+        """Call `_exited` once the process has exited (not yet reaped, so its pid stays its own)."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # before Linux 5.3: a thread waits instead
+            threading.Thread(target=self._wait_in_thread, args=(loop,), daemon=True).start()
+        else:
+            loop.add_reader(self._pidfd, self._exited)
+
+    def _wait_in_thread(self, loop):
+        try:
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+        try:
+            loop.call_soon_threadsafe(self._exited)
+        except RuntimeError:
+            pass  # the loop has closed: nothing waits for this worker any more
+
+    def _exited(self):
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        self.kill()  # what it left in its group
+        code = self.process.poll()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()  # a child it forked may hold its socket: do not wait for end-of-file
+        if not self.gone.done():
+            self.gone.set_result(code)
+        self.pool.worker_exited(self, code)
 
 
 def _unsent(buffers, sent):
