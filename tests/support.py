@@ -65,8 +65,9 @@ class Server:
     traceback_expected_by_test = False
 
     def __init__(self, project, *args, command="serve", env=None, workers=2, wait_healthy=True,
-                 expect_traceback=False):
+                 expect_traceback=False, python=sys.executable):
         self.project = Path(project)
+        self.python = str(python)  # the interpreter of the server, and so of its workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [command, "--project", str(project), "--port", str(self.port), *args]
@@ -80,7 +81,7 @@ class Server:
 
     def __enter__(self):
         environment = clean_environment(self.env)
-        self.process = subprocess.Popen([sys.executable, "-m", "ufop_sdk", *self.args], env=environment,
+        self.process = subprocess.Popen([self.python, "-m", "ufop_sdk", *self.args], env=environment,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         Server.running.append(self)
         self.wait_until(lambda: self._health_status() == 200 if self.wait_healthy

@@ -3,14 +3,13 @@
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support import PROJECTS, Origin, Server, children_of, clean_environment, open_files, post_concurrently
+from support import PROJECTS, Origin, Server, children_of, open_files, post_concurrently
 
 SERVER = PROJECTS / "server"
 POOL = PROJECTS / "pool"  # processors that sleep, leave markers, and a health() that can hang
@@ -338,24 +337,10 @@ def test_a_url_request_whose_fetch_fails_gives_its_place_back(markers):
         assert server.health()[1]["pending"] == 0
 
 
-class ServerRunBy(Server):
-    """A Server whose interpreter (and so its workers') is `python`."""
-
-    def __init__(self, python, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.python = python
-
-    def __enter__(self):
-        self.process = subprocess.Popen([str(self.python), "-m", "ufop_sdk", *self.args], stdout=self.log,
-                                        env=clean_environment(self.env), stderr=subprocess.STDOUT)
-        self.wait_until(lambda: self._health_status() == 200, 20, "the server to start")
-        return self
-
-
 def test_a_worker_that_cannot_be_started_is_logged_reported_by_health_and_fails_requests_at_once(tmp_path):
     python = tmp_path / "python3"
     python.symlink_to(sys.executable)
-    with ServerRunBy(python, SERVER, "--host", "127.0.0.1", workers=1) as server:
+    with Server(SERVER, "--host", "127.0.0.1", workers=1, python=python) as server:
         python.unlink()  # its workers' interpreter: the next one cannot start
         os.kill(children_of(server.process.pid)[0], 9)
         server.wait_until(lambda: "cannot start a worker" in json.dumps(server.health()[1]), 10,

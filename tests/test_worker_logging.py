@@ -12,7 +12,8 @@ POOL = PROJECTS / "pool"
 def logged(tmp_path_factory):
     log_dir, markers = tmp_path_factory.mktemp("logs"), tmp_path_factory.mktemp("markers")
     env = {"UFOP_LOG_DIR": str(log_dir), "MARKER_DIR": str(markers)}
-    with Server(POOL, "--host", "127.0.0.1", env=env, workers=1) as server:
+    # t/talk logs an exception with its traceback on purpose
+    with Server(POOL, "--host", "127.0.0.1", env=env, workers=1, expect_traceback=True) as server:
         yield server, log_dir / "ufop.log"
 
 
