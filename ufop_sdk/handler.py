@@ -66,10 +66,11 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         self.stopping = False
 
     def start_request(self, server_conn, request_conn):
-        if self.stopping and server_conn in self.requests:
+        kept_alive = server_conn in self.requests
+        if self.stopping and kept_alive:
             server_conn.stream.close()  # its last answer was the last: no keep-alive while stopping
         self.deadlines[server_conn] = time.monotonic() + self.idle_seconds
-        dispatch = self.requests[server_conn] = _Dispatch(self, server_conn, request_conn)
+        dispatch = self.requests[server_conn] = _Dispatch(self, server_conn, request_conn, kept_alive)
         return dispatch
 
     def on_close(self, server_conn):
@@ -78,11 +79,15 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         self.application.on_close(server_conn)
 
     def stop(self):
-        """Shutting down: close the connections waiting for a request; the others close after their answer."""
+        """Shutting down: close idle keep-alive connections; the others close after their answer.
+
+        A new connection not yet sending is left to send its first request,
+        which is answered (503 for new work) rather than cut off.
+        """
         self.stopping = True
         self.service.stopping = True
         for server_conn, dispatch in list(self.requests.items()):
-            if dispatch.delegate is None:
+            if dispatch.delegate is None and dispatch.kept_alive:
                 server_conn.stream.close()
 
     def close_slow_clients(self):
@@ -93,10 +98,11 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
 
 
 class _Dispatch(httputil.HTTPMessageDelegate):
-    def __init__(self, dispatcher, server_conn, request_conn):
+    def __init__(self, dispatcher, server_conn, request_conn, kept_alive):
         self.dispatcher = dispatcher
         self.server_conn = server_conn
         self.request_conn = request_conn
+        self.kept_alive = kept_alive  # not the connection's first request
         self.delegate = None
 
     def headers_received(self, start_line, headers):
@@ -146,15 +152,18 @@ class _Refusing(httputil.HTTPMessageDelegate):
     bytes_in = 0
     drain_until = None
 
-    def refuse(self, response, request_id, headers):
+    def refuse(self, response, headers):
         """Write `response` now; returns True when the exchange is over (the client expected 100 Continue)."""
         self.drain_until = self.bytes_in + DRAIN_LIMIT
-        write_response(self.connection, response, request_id)
+        self._write(response)
         if headers.get("Expect", "").lower() == "100-continue":
             # The client waits for 100 Continue before sending the body: it never will.
             self.connection.finish()
             return True
         return False
+
+    def _write(self, response):
+        return write_response(self.connection, response, self.request_id)
 
     def drain(self, chunk):
         self.bytes_in += len(chunk)
@@ -170,10 +179,10 @@ class BodyRefused(_Refusing):
         self.connection = connection
 
     def headers_received(self, start_line, headers):
-        request_id = self.service.request_id_for(headers)
+        self.request_id = self.service.request_id_for(headers)
         error = PayloadTooLarge(f"{start_line.path.partition('?')[0]} takes no body over "
                                 f"{MAX_OTHER_BODY_BYTES} bytes; the platform calls POST /handler?cmd=...")
-        self.refuse(self.service.error_response(error, request_id), request_id, headers)
+        self.refuse(self.service.error_response(error, self.request_id), headers)
 
     def data_received(self, chunk):
         self.drain(chunk)
@@ -278,8 +287,7 @@ class ProcessRequest(_Refusing):
     def reject(self, error):
         """Answer `error` now (see _Refusing)."""
         self._close_spool()
-        self.status = error.status if 400 <= error.status <= 599 else 500
-        if self.refuse(self.service.error_response(error, self.request_id), self.request_id, self.headers):
+        if self.refuse(self.service.error_response(error, self.request_id), self.headers):
             self._log(self.status)
 
     def _client_left(self):
