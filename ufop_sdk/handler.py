@@ -13,6 +13,7 @@ import traceback
 from urllib.parse import parse_qsl
 
 from tornado import httputil
+from tornado.concurrent import future_add_done_callback
 from tornado.httputil import HTTPHeaders, ResponseStartLine
 
 from .errors import BadRequest, Overloaded, PayloadTooLarge, UfopError
@@ -325,7 +326,7 @@ class ProcessRequest(_Refusing):
             error = UfopError(f"processor {self.processor!r} answered a header that cannot be sent")
             written = self._write(self.service.error_response(error, self.request_id))
         self.connection.finish()
-        written.add_done_callback(self._written)
+        future_add_done_callback(written, self._written)  # at once when written at once, as is usual
 
     def _written(self, future):
         """The answer has been handed to the kernel, or its connection closed first."""
