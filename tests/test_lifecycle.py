@@ -102,7 +102,7 @@ def test_past_the_grace_period_serve_exits_0_and_stops_its_workers():
     with Server(SERVER, "--host", "127.0.0.1", env={"UFOP_GRACE": "0.3"}, workers=1) as server:
         def send():
             with contextlib.suppress(OSError):  # cut off at the end of the grace period
-                server.post("t/sleep/1.9", timeout=10)
+                server.post("t/sleep/1.9", timeout=10, headers={"X-Request-Id": "cut-off"})
 
         sender = threading.Thread(target=send)
         sender.start()
@@ -115,6 +115,9 @@ def test_past_the_grace_period_serve_exits_0_and_stops_its_workers():
         still_running = [pid for pid in workers if is_running(pid)]
         sender.join(10)
         assert still_running == [], "workers outlived the server"
+        cut_off = [json.loads(line)["status"] for line in server.output().splitlines()
+                   if '"request_id":"cut-off"' in line]
+        assert cut_off == [503], "the request cut off by the stop is not logged 503"
 
 
 def test_sigterm_with_nothing_in_flight_exits_0_at_once():

@@ -32,13 +32,27 @@ MAX_CMD_CHARS = 4 << 10
 MAX_QUERY_FIELDS = 64
 HANDLER_PATHS = ("/handler", "/handler/")
 USAGE = "POST /handler?cmd=<ufop-name>[/<params>][&url=<source>]"
-# What the access log and /metrics say for a request whose answer was not delivered:
-CLIENT_LEFT = 499  # the client closed the connection first (nginx's code)
-CLIENT_TOO_SLOW = 408  # the server closed it: the client missed its body or write deadline
+# What the access log and /metrics say for a request whose client closed the
+# connection before its answer was written (nginx's code).
+CLIENT_LEFT = 499
 
 
-class SlowClient(Exception):
-    """Set as a stream's error when the server closes it for a missed deadline."""
+class ConnectionCut(Exception):
+    """Set as a stream's error when the server closes its connection; `status` is what is logged."""
+
+    status = 500
+
+
+class SlowClient(ConnectionCut):
+    """The client missed its deadline for sending the body, or for taking the answer."""
+
+    status = 408
+
+
+class ServerStopped(ConnectionCut):
+    """The grace period ended before the answer."""
+
+    status = 503
 
 
 class Dispatcher(httputil.HTTPServerConnectionDelegate):
@@ -90,6 +104,11 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         for server_conn, dispatch in list(self.requests.items()):
             if dispatch.delegate is None and dispatch.kept_alive:
                 server_conn.stream.close()
+
+    def close_all(self):
+        """Past the grace period: close every connection, the requests still in flight logged 503."""
+        for server_conn in list(self.requests):
+            server_conn.stream.close(exc_info=ServerStopped())
 
     def close_slow_clients(self):
         now = time.monotonic()
@@ -197,7 +216,7 @@ class ProcessRequest(_Refusing):
 
     A request is logged once, with the status its client really got: the
     status written, once the whole answer has been handed to the kernel;
-    else CLIENT_LEFT or CLIENT_TOO_SLOW.
+    else CLIENT_LEFT, or the status of the ConnectionCut the server closed it for.
     """
 
     def __init__(self, service, connection, dispatch):
@@ -292,8 +311,8 @@ class ProcessRequest(_Refusing):
             self._log(self.status)
 
     def _client_left(self):
-        """The client closed the connection before its answer: drop the job, queued or running."""
-        self._log(CLIENT_LEFT)
+        """The connection closed before the answer: drop the job, queued or running."""
+        self._log(self._cut_off_status())
         self.reply.cancel()  # a queued job is then never started; a running one's answer is dropped
 
     def _replied(self, future):
@@ -338,7 +357,8 @@ class ProcessRequest(_Refusing):
             self._log(self._cut_off_status())
 
     def _cut_off_status(self):
-        return CLIENT_TOO_SLOW if isinstance(self.connection.stream.error, SlowClient) else CLIENT_LEFT
+        error = self.connection.stream.error
+        return error.status if isinstance(error, ConnectionCut) else CLIENT_LEFT
 
     def _write(self, response):
         """Write `response` (a Response or a Reply): the future of its writing."""

@@ -63,6 +63,7 @@ async def run_server(service, host, port, *, background=(), extra_routes=()):
     server.stop()
     for task in [*tasks, starting]:
         task.cancel()
+    dispatcher.close_all()
     await server.close_all_connections()
     await service.executor.close()
     service.fetcher.close()
