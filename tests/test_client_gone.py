@@ -103,6 +103,11 @@ def requests_counted(server, processor, status):
     return float(found[1]) if found else 0.0
 
 
+def in_flight(server):
+    metrics = server.request("GET", "/metrics")[2].decode()
+    return float(re.search(r"^ufop_requests_in_flight (\S+)$", metrics, re.MULTILINE)[1])
+
+
 def pool_is_idle(server):
     status, health = server.health()
     return status == 200 and health["pending"] == 0 and health["busy"] == 0
@@ -117,6 +122,7 @@ def test_a_queued_request_whose_client_hung_up_never_starts_and_is_logged_499(se
         hang_up(sock)
     lines = [access_line(server, f"gone-queued-{n}") for n in range(3)]
     assert [line["status"] for line in lines] == [499] * 3
+    assert in_flight(server) == 1, "only the blocking request is still being answered"
     assert blocker.recv(65536).startswith(b"HTTP/1.1 200")
     blocker.close()
     server.wait_until(lambda: pool_is_idle(server), 10, "the pool to be idle")
@@ -136,8 +142,7 @@ def test_a_running_request_whose_client_hung_up_is_logged_499_and_its_answer_dro
     assert line["status"] == 499 and line["bytes_out"] == 0
     assert time.monotonic() - hung_up < 1.5, "logged only once the job was over"
     server.wait_until(lambda: pool_is_idle(server), 10, "the pool to be idle")
-    status, _, body = server.request("GET", "/metrics")
-    assert "ufop_requests_in_flight 0.0" in body.decode()
+    assert in_flight(server) == 0
     assert access_line(server, "gone-running")["status"] == 499  # still one line: the answer was dropped
 
 
