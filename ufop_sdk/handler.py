@@ -131,17 +131,9 @@ class _Dispatch(httputil.HTTPMessageDelegate):
         if start_line.path.partition("?")[0] in HANDLER_PATHS:
             self.delegate = ProcessRequest(dispatcher.service, self.request_conn, self)
         else:
-            self.delegate = self._other_path(headers)
+            routed = dispatcher.application.start_request(self.server_conn, self.request_conn)
+            self.delegate = OtherPath(dispatcher.service, self.request_conn, routed)
         return self.delegate.headers_received(start_line, headers)
-
-    def _other_path(self, headers):
-        """The application's delegate, or a BodyRefused when the body is declared too large for it."""
-        length = headers.get("Content-Length", "")
-        if length.isdecimal() and int(length) > MAX_OTHER_BODY_BYTES:
-            return BodyRefused(self.dispatcher.service, self.request_conn)
-        # A chunked body past the limit gets Tornado's 400, and its connection is closed.
-        self.request_conn.set_max_body_size(MAX_OTHER_BODY_BYTES)
-        return self.dispatcher.application.start_request(self.server_conn, self.request_conn)
 
     def writing(self):
         """An answer is being written: its client has `write_seconds` to take it."""
@@ -191,24 +183,53 @@ class _Refusing(httputil.HTTPMessageDelegate):
             self.connection.close()
 
 
-class BodyRefused(_Refusing):
-    """A path other than /handler declared a body over MAX_OTHER_BODY_BYTES: a JSON 413 before reading it."""
+class OtherPath(_Refusing):
+    """A path other than /handler: the application's `delegate`, with a body of at most MAX_OTHER_BODY_BYTES.
 
-    def __init__(self, service, connection):
+    A body past that (declared, or counted as it arrives, chunked or not) is
+    answered with a JSON 413 instead, and never buffered.
+    """
+
+    def __init__(self, service, connection, delegate):
         self.service = service
         self.connection = connection
+        self.delegate = delegate
 
     def headers_received(self, start_line, headers):
-        self.request_id = self.service.request_id_for(headers)
-        error = PayloadTooLarge(f"{start_line.path.partition('?')[0]} takes no body over "
-                                f"{MAX_OTHER_BODY_BYTES} bytes; the platform calls POST /handler?cmd=...")
-        self.refuse(self.service.error_response(error, self.request_id), headers)
+        self.path = start_line.path.partition("?")[0]
+        self.headers = headers
+        length = headers.get("Content-Length", "")
+        if length.isdecimal() and int(length) > MAX_OTHER_BODY_BYTES:
+            self._refuse_body()
+            return None
+        return self.delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk):
-        self.drain(chunk)
+        if self.drain_until is not None:
+            self.drain(chunk)
+            return None
+        self.bytes_in += len(chunk)
+        if self.bytes_in > MAX_OTHER_BODY_BYTES:
+            self.delegate.on_connection_close()  # it never gets the rest
+            self._refuse_body()
+            return None
+        return self.delegate.data_received(chunk)
 
     def finish(self):
-        self.connection.finish()
+        if self.drain_until is None:
+            self.delegate.finish()
+        else:
+            self.connection.finish()
+
+    def on_connection_close(self):
+        if self.drain_until is None:
+            self.delegate.on_connection_close()
+
+    def _refuse_body(self):
+        self.request_id = self.service.request_id_for(self.headers)
+        error = PayloadTooLarge(f"{self.path} takes no body over {MAX_OTHER_BODY_BYTES} bytes; "
+                                "the platform calls POST /handler?cmd=...")
+        self.refuse(self.service.error_response(error, self.request_id), self.headers)
 
 
 class ProcessRequest(_Refusing):
