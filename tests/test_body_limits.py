@@ -1,8 +1,10 @@
 """UFOP_MAX_BODY_BYTES over real HTTP: 413 as soon as it is known, and a client that reads it."""
 
+import contextlib
 import http.client
 import json
 import socket
+import threading
 
 import pytest
 from support import PROJECTS, Server
@@ -115,3 +117,65 @@ def test_expect_100_continue_within_the_limit_gets_continue(server):
             assert piece, answer
             answer += piece
         assert answer.startswith(b"HTTP/1.1 200")
+
+
+ENDLESS = 150 << 20  # bytes a client offers before the test gives up on the server refusing them
+
+
+def rss_bytes(pid):
+    """A process's resident memory, from /proc/<pid>/status."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) << 10
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def post_endless_body(port, path, framing, piece=16 << 10):
+    """POST a body of ENDLESS bytes to `path` while reading the answer; returns the answer's bytes.
+
+    The body is sent from a thread, which stops when the server closes the
+    connection; the answer is read until the server closes it.
+    """
+    framing_header = "Transfer-Encoding: chunked" if framing == "chunked" else f"Content-Length: {ENDLESS}"
+    chunk = (b"%x\r\n%s\r\n" % (piece, b"x" * piece)) if framing == "chunked" else b"x" * piece
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def send():
+        with contextlib.suppress(OSError):  # the server refused the rest: what the test wants
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n{framing_header}\r\n\r\n".encode())
+            for _ in range(ENDLESS // piece):
+                sock.sendall(chunk)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    answer = b""
+    with sock, contextlib.suppress(ConnectionResetError):
+        while received := sock.recv(65536):
+            answer += received
+    sender.join(30)
+    return answer
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+@pytest.mark.parametrize("path", ["/nope", "/health"])
+def test_an_endless_body_to_a_path_other_than_handler_is_refused_unread(server, path, framing):
+    before = rss_bytes(server.process.pid)
+    answer = post_endless_body(server.port, path, framing)
+    grown = rss_bytes(server.process.pid) - before
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert "takes no body" in json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    assert grown < 20 << 20, f"the server grew by {grown >> 20} MiB"
+    assert server.health()[0] == 200
+    assert server.post("t/echo", b"still serving")[::2] == (200, b"still serving")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_small_body_to_another_path_is_still_answered_by_it(server, chunked):
+    connection = connect(server)
+    try:
+        body = chunks(32 << 10, piece=4 << 10) if chunked else b"x" * (32 << 10)
+        connection.request("POST", "/nope", body=body, encode_chunked=chunked)
+        response = connection.getresponse()
+        assert response.status == 404 and json.loads(response.read())["error"]
+    finally:
+        connection.close()

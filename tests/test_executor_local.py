@@ -192,7 +192,6 @@ def test_a_client_hanging_up_while_its_request_runs_leaves_no_spool(server, spoo
     assert_answers_normally(server, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="the handler must notice a hang-up after the body (issue 13, item 3)")
 def test_a_client_hanging_up_while_its_request_waits_costs_no_other_request_and_its_job_never_runs(markers):
     """Its spooled input is kept until the pool lets go of the job, which never runs."""
     head = b"POST /handler?cmd=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"

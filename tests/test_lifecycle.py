@@ -14,12 +14,9 @@ from support import PROJECTS, Server, children_of, free_port, run_cli
 SERVER = PROJECTS / "server"
 
 
-def refuses_connections(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+def says_stopping(server):
+    status, headers, body = server.request("GET", "/health", timeout=5)
+    return status == 503 and json.loads(body)["status"] == "stopping" and headers["Connection"] == "close"
 
 
 def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
@@ -33,10 +30,10 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
         senders = [threading.Thread(target=send) for _ in range(3)]  # two run, one queues
         for sender in senders:
             sender.start()
-        server.wait_until(lambda: server.health()[1]["busy"] == 2, 5, "both workers to be busy")
+        server.wait_until(lambda: server.health()[1]["pending"] == 3, 5, "three requests in")
         workers = children_of(server.process.pid)
         server.process.send_signal(signal.SIGTERM)
-        server.wait_until(lambda: refuses_connections(server.port), 2, "new connections to be refused")
+        server.wait_until(lambda: says_stopping(server), 2, "/health to say it is stopping")
         assert any(sender.is_alive() for sender in senders), "the requests were over before the check"
         for sender in senders:
             sender.join(20)
@@ -45,6 +42,52 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
         output = server.output()
         server.wait_until(lambda: not any(map(is_running, workers)), 5, "the workers to stop")
     assert "Traceback" not in output, output
+
+
+def read_answer(sock):
+    """One HTTP answer from a raw socket: (status, headers, body); None if the server closed first."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        piece = sock.recv(65536)
+        if not piece:
+            return None
+        received += piece
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    while len(body) < int(headers.get("Content-Length", 0)):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def closed_by_server(sock, within):
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_after_sigterm_clients_are_told_the_server_is_stopping():
+    with Server(SERVER, "--host", "127.0.0.1", workers=1) as server:
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(idle)[0] == 200  # now an idle keep-alive connection
+        in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        in_flight.sendall(b"POST /handler?cmd=t/sleep/1.5 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        server.wait_until(lambda: server.health()[1]["busy"] == 1, 5, "the worker to be busy")
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_until(lambda: says_stopping(server), 2, "/health to say it is stopping")
+        assert closed_by_server(idle, 2), "the idle keep-alive connection was left open"
+        status, headers, body = server.post("t/echo", b"new work")
+        assert (status, headers["Connection"]) == (503, "close")
+        assert "stopping" in json.loads(body)["error"]
+        status, headers, body = read_answer(in_flight)
+        assert (status, body, headers["Connection"]) == (200, b"slept 1.5", "close")
+        assert closed_by_server(in_flight, 2)
+        assert server.process.wait(10) == 0
+        idle.close()
+        in_flight.close()
 
 
 def is_running(pid):
@@ -59,7 +102,7 @@ def test_past_the_grace_period_serve_exits_0_and_stops_its_workers():
     with Server(SERVER, "--host", "127.0.0.1", env={"UFOP_GRACE": "0.3"}, workers=1) as server:
         def send():
             with contextlib.suppress(OSError):  # cut off at the end of the grace period
-                server.post("t/sleep/30", timeout=40)
+                server.post("t/sleep/30", timeout=40, headers={"X-Request-Id": "cut-off"})
 
         sender = threading.Thread(target=send)
         sender.start()
@@ -72,6 +115,9 @@ def test_past_the_grace_period_serve_exits_0_and_stops_its_workers():
         still_running = [pid for pid in workers if is_running(pid)]
         sender.join(10)
         assert still_running == [], "workers outlived the server"
+        cut_off = [json.loads(line)["status"] for line in server.output().splitlines()
+                   if '"request_id":"cut-off"' in line]
+        assert cut_off == [503], "the request cut off by the stop is not logged 503"
 
 
 def test_sigterm_with_nothing_in_flight_exits_0_at_once():

@@ -3,6 +3,7 @@
 import http.client
 import json
 import re
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -276,3 +277,28 @@ def test_a_header_that_would_split_the_response_is_a_500_not_an_injection(server
     assert status == 500, body
     assert "BadHeader" in error_of(body)["error"]
     assert server.post("t/echo", b"after")[::2] == (200, b"after")
+
+
+def test_a_cmd_over_4_kib_is_414_json_before_any_route_runs(server):
+    began = time.monotonic()
+    status, _, body = server.post("t/describe/" + "a" * (60 << 10))
+    assert status == 414, body[:200]
+    assert "4096" in error_of(body)["error"]
+    assert time.monotonic() - began < 5
+    assert server.post("t/describe/" + "a" * 4000)[0] == 200  # within the cap, routed as before
+
+
+@pytest.mark.parametrize("query, cmd", [("cmd=t/describe/first&cmd=t/describe/second", "t/describe/first"),
+                                        ("cmd=t/describe/a+b%21&", "t/describe/a b!"),
+                                        ("flag&cmd=t/describe", "t/describe")])
+def test_the_first_value_of_a_query_parameter_wins_percent_decoded(server, query, cmd):
+    status, _, body = server.request("POST", "/handler?" + query, b"x")
+    assert status == 200, body
+    assert json.loads(body)["cmd"] == cmd
+
+
+def test_a_query_of_too_many_parameters_is_400(server):
+    query = "&".join(f"p{n}=1" for n in range(500)) + "&cmd=t/echo"
+    status, _, body = server.request("POST", "/handler?" + query, b"x")
+    assert status == 400
+    assert "parameters" in error_of(body)["error"]

@@ -1,9 +1,10 @@
-"""UFOP_IDLE_TIMEOUT and UFOP_BODY_TIMEOUT over real sockets: slow clients are cut off, in time.
+"""UFOP_IDLE_TIMEOUT, UFOP_BODY_TIMEOUT and UFOP_WRITE_TIMEOUT over real sockets: slow clients are cut off.
 
 The server checks its clients' deadlines once a second, so a connection is
 closed between its timeout and about a second after it.
 """
 
+import json
 import socket
 import textwrap
 import time
@@ -13,6 +14,7 @@ from support import Server, run_cli
 
 IDLE = 1.0
 BODY = 2.0
+WRITE = 2.0
 SWEEP = 1.0  # how often the server looks; plus scheduling slack below
 SLACK = 3.0  # a shared 2-core machine under a full suite
 
@@ -27,6 +29,13 @@ PROCESSORS = textwrap.dedent("""
 
         def process(self, req):
             return req.buffer.read(), "application/octet-stream"
+
+
+    class Big(Processor):
+        route = r"big/(?P<mib>[0-9]+)"
+
+        def process(self, req):
+            return b"x" * (int(req.args["mib"]) << 20), "application/octet-stream"
 
 
     class Nap(Processor):
@@ -49,7 +58,8 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(project):
     with Server(project, "--host", "127.0.0.1",
-                env={"UFOP_IDLE_TIMEOUT": str(IDLE), "UFOP_BODY_TIMEOUT": str(BODY)}) as server:
+                env={"UFOP_IDLE_TIMEOUT": str(IDLE), "UFOP_BODY_TIMEOUT": str(BODY),
+                     "UFOP_WRITE_TIMEOUT": str(WRITE)}) as server:
         yield server
 
 
@@ -66,8 +76,9 @@ def seconds_until_closed(sock, since):
     return time.monotonic() - since, received
 
 
-def request_head(length, cmd="t/echo"):
-    return (f"POST /handler?cmd={cmd} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n").encode()
+def request_head(length, cmd="t/echo", request_id="slow"):
+    return (f"POST /handler?cmd={cmd} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(server):
@@ -100,10 +111,11 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_last_answer(server):
 def test_a_body_that_takes_too_long_is_cut_off_without_an_answer(server):
     began = time.monotonic()
     with connect(server) as sock:
-        sock.sendall(request_head(10) + b"abc")  # 7 bytes short, forever
+        sock.sendall(request_head(10, request_id="body-too-slow") + b"abc")  # 7 bytes short, forever
         elapsed, received = seconds_until_closed(sock, began)
     assert received == b""
     assert BODY <= elapsed <= BODY + SWEEP + SLACK
+    assert access_status(server, "body-too-slow") == [408]
     assert server.post("t/echo", b"still serving")[::2] == (200, b"still serving")
 
 
@@ -125,7 +137,46 @@ def test_processing_time_does_not_count_against_the_client(server):
         assert sock.recv(65536).endswith(b"ok")
 
 
-@pytest.mark.parametrize("variable", ["UFOP_IDLE_TIMEOUT", "UFOP_BODY_TIMEOUT"])
+def access_status(server, request_id):
+    """The status the access log gives `request_id`, once the buffered log has been flushed."""
+    statuses = []
+
+    def logged():
+        statuses[:] = [json.loads(line)["status"] for line in server.output().splitlines()
+                       if line.startswith("{") and f'"request_id":"{request_id}"' in line]
+        return statuses
+
+    server.wait_until(logged, 5, f"the access line of {request_id}")
+    return statuses
+
+
+def test_a_client_that_does_not_read_its_answer_is_cut_off_after_the_write_timeout(server):
+    size = 32 << 20
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the answer stalls in the server
+    sock.settimeout(30)
+    with sock:
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"POST /handler?cmd=t/big/32 HTTP/1.1\r\nHost: x\r\nX-Request-Id: never-reads\r\n"
+                     b"Content-Length: 0\r\n\r\n")
+        time.sleep(WRITE + SWEEP + SLACK + 1)  # the answer takes well under a second to make
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    assert received < size, "the whole answer waited for a client that never read it"
+    assert access_status(server, "never-reads") == [408]
+    assert server.post("t/echo", b"still serving")[::2] == (200, b"still serving")
+
+
+def test_a_client_that_reads_its_answer_in_time_gets_all_of_it(server):
+    status, _, body = server.post("t/big/32")
+    assert (status, len(body)) == (200, 32 << 20)
+
+
+@pytest.mark.parametrize("variable", ["UFOP_IDLE_TIMEOUT", "UFOP_BODY_TIMEOUT", "UFOP_WRITE_TIMEOUT"])
 def test_the_timeouts_must_be_positive_seconds(project, variable):
     result = run_cli("serve", "--project", str(project), env={variable: "soon"})
     assert result.returncode != 0

@@ -1,8 +1,9 @@
 """Running a server process: listen, start the executor, stop gracefully on SIGTERM.
 
 The ``ufop-sdk serve`` process runs the event loop itself, so it is the PID
-Docker signals. SIGTERM (or Ctrl-C) stops accepting connections, lets
-requests in flight finish within the grace period, then stops the workers.
+Docker signals. SIGTERM (or Ctrl-C) lets requests in flight finish within the
+grace period, answering any new one 503 and closing every connection after
+its answer, then stops listening and stops the workers.
 """
 
 import asyncio
@@ -49,15 +50,20 @@ async def run_server(service, host, port, *, background=(), extra_routes=()):
     starting = asyncio.ensure_future(service.executor.start())
     log.info("serving on http://%s:%s with %s", host, port, type(service.executor).__name__)
     await stop.wait()
-    log.info("stopping: no new connections; waiting up to %gs for %d requests in flight",
+    log.info("stopping: waiting up to %gs for %d requests in flight",
              service.settings.grace, service.in_flight)
-    server.stop()
+    # Until they are done, new requests are answered 503 (and /health says "stopping"),
+    # and every connection closes after its answer.
+    server.conn_params.no_keep_alive = True
+    dispatcher.stop()
     try:
         await asyncio.wait_for(service.idle.wait(), service.settings.grace)
     except asyncio.TimeoutError:
         log.warning("grace period over with %d requests in flight", service.in_flight)
+    server.stop()
     for task in [*tasks, starting]:
         task.cancel()
+    dispatcher.close_all()
     await server.close_all_connections()
     await service.executor.close()
     service.fetcher.close()

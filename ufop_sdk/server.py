@@ -52,6 +52,7 @@ class Service:
         self.debug = debug
         self.metrics = Metrics(executor.describe, lambda: self.in_flight)
         self.in_flight = 0
+        self.stopping = False  # set on SIGTERM: /health says so, and every answer closes its connection
         self.idle = asyncio.Event()
         self.idle.set()
         self._ids = itertools.count(1)
@@ -165,6 +166,11 @@ class JsonHandler(RequestHandler):
             self.set_header("Content-Length", len(response.body))
             self.write(response.body)
 
+    def finish(self, chunk=None):
+        if self.service.stopping:  # also for a request read before the server began to stop
+            self.set_header("Connection", "close")
+        return super().finish(chunk)
+
     def log_exception(self, typ, value, tb):
         status = getattr(value, "status_code", None) or getattr(value, "status", 500)
         if isinstance(value, (HTTPError, UfopError)) and status < 500:
@@ -174,9 +180,16 @@ class JsonHandler(RequestHandler):
 
 
 class HealthHandler(JsonHandler):
-    """``GET /health``: 200 while the instance can answer, else 503 with the reasons."""
+    """``GET /health``: 200 while the instance can answer, else 503 with the reasons.
+
+    From SIGTERM on it is 503 ``stopping``, so a load balancer sends no more.
+    """
 
     async def get(self):
+        if self.service.stopping:
+            self.set_status(503)
+            self.finish({"status": "stopping", **self.service.executor.describe()})
+            return
         problems = {}
         if self.service.app is None:
             problems["project"] = self.service.load_error.strip().splitlines()[-1]
@@ -214,7 +227,8 @@ def make_application(service, extra_routes=()):
     ], default_handler_class=UnknownPathHandler, default_handler_args={"service": service},
         compress_response=False, log_function=_no_tornado_access_log)
     settings = service.settings
-    return Dispatcher(service, application, settings.idle_timeout, settings.body_timeout)
+    return Dispatcher(service, application, settings.idle_timeout, settings.body_timeout,
+                      settings.write_timeout)
 
 
 def _no_tornado_access_log(handler):

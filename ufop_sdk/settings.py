@@ -117,6 +117,7 @@ ENVIRONMENT = {
     "grace": ("UFOP_GRACE", parse_seconds),
     "idle_timeout": ("UFOP_IDLE_TIMEOUT", parse_seconds),
     "body_timeout": ("UFOP_BODY_TIMEOUT", parse_seconds),
+    "write_timeout": ("UFOP_WRITE_TIMEOUT", parse_seconds),
     "log_dir": ("UFOP_LOG_DIR", parse_directory),
     "spool_dir": ("UFOP_SPOOL_DIR", parse_directory),
 }
@@ -151,6 +152,9 @@ class Settings:
     # connection's life), then its body
     idle_timeout: float = 60.0
     body_timeout: float = 600.0
+    # a client's time to take an answer once it is being written: as long as the
+    # body's, so an answer as large as the largest body gets through as slowly
+    write_timeout: float = 600.0
     log_dir: Path | None = None
     spool_dir: Path | None = None
 

@@ -25,8 +25,11 @@ class Spool:
         self.size = 0
         self._chunks = []
         self._file = None
+        self._closed = False
 
     def write(self, chunk):
+        if self._closed:  # a download still arriving for a request that is over (its client left)
+            raise UfopError(f"the {self.what} is no longer wanted", status=499)
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise PayloadTooLarge(f"the {self.what} is over the limit of {self.max_bytes} bytes")
@@ -42,7 +45,7 @@ class Spool:
 
     def reset(self):
         """Drop what was received, to start again (a redirect's new body)."""
-        self.close()
+        self._release()
         self.size = 0
 
     @property
@@ -65,7 +68,12 @@ class Spool:
         return self._file
 
     def close(self):
-        """Let go of what was received; never raises (a full disk cannot flush, and need not)."""
+        """Let go of what was received, and take no more; never raises."""
+        self._release()
+        self._closed = True
+
+    def _release(self):
+        """Drop what was received; never raises (a full disk cannot flush, and need not)."""
         self._chunks = []
         if self._file is not None:
             try:

@@ -159,12 +159,20 @@ def test_sigterm_under_load_answers_every_request_in_flight_then_exits_0():
     for answer in unanswered:  # refused, or closed before the server read it: never started, then dropped
         assert "Refused" in answer.error or "IncompleteRead" in answer.error, answer.error
         assert answer.request_id not in logged, f"{answer.request_id} was started, then dropped"
-    assert [answer.problem() for answer in after if not answer.error and answer.problem()] == []
+    # New work after SIGTERM is told the server is stopping (503, Retry-After), and never started.
+    told = [answer for answer in after if not answer.error and answer.status == 503]
+    for answer in told:
+        assert b"the server is stopping" in answer.body and answer.headers.get("retry-after"), answer.body
+        assert answer.headers.get("connection") == "close", answer.headers
+        assert logged[answer.request_id]["status"] == 503 and "process" not in logged[answer.request_id]["ms"]
+    answered = [answer for answer in after if not answer.error and answer.status != 503]
+    assert [answer.problem() for answer in answered if answer.problem()] == []
     assert code == 0 and exited < 10, (code, exited)
     assert "Traceback" not in output, output[-3000:]
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived the server"
     record("faults", {"sigterm": {
         "connections": 32, "answered_before_sigterm_and_in_flight_at_it": len(in_flight),
         "sent_after_sigterm": len(after), "answered_after_sigterm": len(after) - len(unanswered),
+        "told_503_stopping_after_sigterm": len(told),
         "unanswered_after_sigterm_never_started": len(unanswered), "exit_code": code,
         "seconds_to_exit": round(exited, 2), "statuses": report.statuses()}})
