@@ -181,9 +181,23 @@ class LocalPool(Executor):
     def _check_room(self):
         """Raise Overloaded when another request cannot be admitted."""
         if self.pending >= self.pending_limit:
+            self._drop_abandoned()
+        if self.pending >= self.pending_limit:
             raise Overloaded(f"too many requests in progress ({self.pending_limit}); retry shortly")
         if not self._current_workers() and self.broken:
             raise Overloaded(f"no worker is available: {self.broken}")
+
+    def _drop_abandoned(self):
+        """Let go of queued jobs whose callers gave up (a client that hung up), so they stop
+        counting as pending at once rather than when the queue next moves."""
+        if any(entry.future.done() for entry in self.queue):
+            waiting = collections.deque()
+            for entry in self.queue:
+                if entry.future.done():
+                    self._settle(entry)
+                else:
+                    waiting.append(entry)
+            self.queue = waiting
 
     def _end_lost(self, entry):
         """`entry` was running when its worker's socket closed."""
@@ -221,6 +235,7 @@ class LocalPool(Executor):
         for worker in list(self.workers):
             if worker.deadline is not None and now > worker.deadline and not worker.timed_out:
                 self._kill_late(worker)
+        self._drop_abandoned()
         while self.queue and now - self.queue[0].queued > self.queue_timeout:
             self._settle(self.queue.popleft(), error=Overloaded(
                 f"no worker was free for {self.queue_timeout:g}s; retry shortly"))
