@@ -172,12 +172,19 @@ class _Transfer:
 
 class _QuietRefusals(logging.Filter):
     """Tornado logs any exception a callback raises as "Uncaught exception"; a
-    refusal (a source too large, no room to spool it) is raised on purpose and
-    answered as the request's error, so it is not logged as a bug."""
+    refusal (a source too large, no room to spool it, no longer wanted) is
+    raised on purpose and answered as the request's error, so it is not logged
+    as a bug. Nor is what it leads to: when the request was cancelled (its
+    client left), the closed connection it causes is logged as "Exception
+    after Future was cancelled", with the refusal as its context."""
 
     def filter(self, record):
         error = record.exc_info[1] if record.exc_info else None
-        return not getattr(error, "is_refusal", False)
+        while error is not None:
+            if getattr(error, "is_refusal", False):
+                return False
+            error = error.__cause__ or error.__context__
+        return True
 
 
 _QUIET_REFUSALS = _QuietRefusals()
