@@ -223,3 +223,14 @@ def test_a_bare_key_in_dotenv_is_ignored_with_a_warning_by_ufop_sdk_test(make_pr
 def test_a_bare_key_in_dotenv_is_left_out_of_the_variables_read(make_project):
     folder = make_project(env="FEATURE_FLAG\nEMPTY=\n")
     assert read_env_file(folder) == {"EMPTY": ""}
+
+
+@pytest.mark.parametrize("command", ["serve", "test"])
+def test_a_dotenv_value_no_environment_can_hold_exits_2_naming_the_file_and_key(make_project, command):
+    # a NUL byte in the file
+    folder = make_project(READS_DOTENV_AT_IMPORT, env="GREETING=from-dotenv\nNUL=a\x00b\n")
+    args = ["--project", folder] if command == "serve" else [folder / "processors.py", "greet"]
+    result = run_cli(command, *args, cwd=folder, timeout=30)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert ".env" in stderr and "'NUL'" in stderr and "Traceback" not in stderr, stderr

@@ -217,7 +217,12 @@ def load_env_file(project_dir):
     _loaded_from_env_file.clear()
     for key, value in values.items():
         if value is not None and key not in os.environ:
-            os.environ[key] = _loaded_from_env_file[key] = value
+            try:
+                os.environ[key] = value
+            except ValueError as exc:  # a NUL, say: an environment cannot hold it
+                raise ConfigError(f"{Path(project_dir) / '.env'}: {key!r} cannot be an environment "
+                                  f"variable: {exc}") from None
+            _loaded_from_env_file[key] = value
     if None in values.values():
         _warn_about_bare_keys(Path(project_dir) / ".env")
 
