@@ -7,6 +7,7 @@ child still holds), and after each job the worker kills what the job left.
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -98,3 +99,9 @@ def test_a_child_execd_with_close_fds_false_holds_no_socket_of_the_worker(server
     status, _, body = server.post("t/childs-descriptors", timeout=10)
     assert status == 200, body
     assert b"socket:" not in body, body.decode()
+
+
+def test_a_child_execd_with_close_fds_false_holds_no_descriptor_of_the_spooled_input(server):
+    status, _, body = server.post("t/childs-descriptors", os.urandom(3 << 20), timeout=20)
+    assert status == 200, body
+    assert b"(deleted)" not in body and b"socket:" not in body, body.decode()
