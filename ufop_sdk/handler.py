@@ -110,6 +110,10 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         for server_conn in list(self.requests):
             server_conn.stream.close(exc_info=ServerStopped())
 
+    def writing(self, server_conn):
+        """An answer is being written on `server_conn`: its client has `write_seconds` to take it."""
+        self.deadlines[server_conn] = time.monotonic() + self.write_seconds
+
     def close_slow_clients(self):
         now = time.monotonic()
         for server_conn in [conn for conn, deadline in self.deadlines.items() if now > deadline]:
@@ -129,16 +133,12 @@ class _Dispatch(httputil.HTTPMessageDelegate):
         dispatcher = self.dispatcher
         dispatcher.deadlines[self.server_conn] = time.monotonic() + dispatcher.body_seconds
         if start_line.path.partition("?")[0] in HANDLER_PATHS:
-            self.delegate = ProcessRequest(dispatcher.service, self.request_conn, self)
+            self.delegate = ProcessRequest(dispatcher.service, self.request_conn, dispatcher,
+                                           self.server_conn)
         else:
             routed = dispatcher.application.start_request(self.server_conn, self.request_conn)
             self.delegate = OtherPath(dispatcher.service, self.request_conn, routed)
         return self.delegate.headers_received(start_line, headers)
-
-    def writing(self):
-        """An answer is being written: its client has `write_seconds` to take it."""
-        dispatcher = self.dispatcher
-        dispatcher.deadlines[self.server_conn] = time.monotonic() + dispatcher.write_seconds
 
     def data_received(self, chunk):
         return self.delegate.data_received(chunk)
@@ -240,10 +240,13 @@ class ProcessRequest(_Refusing):
     else CLIENT_LEFT, or the status of the ConnectionCut the server closed it for.
     """
 
-    def __init__(self, service, connection, dispatch):
+    def __init__(self, service, connection, dispatcher, server_conn):
         self.service = service
         self.connection = connection
-        self.dispatch = dispatch
+        # Not the _Dispatch, which holds this request: a cycle would leave every
+        # request to the garbage collector (+9 bytes of RSS a request, and its CPU).
+        self.dispatcher = dispatcher
+        self.server_conn = server_conn
         self.began = time.monotonic()
         self.timings = {}
         self.cmd = self.url = self.match = self.spool = self.reply = None
@@ -358,7 +361,7 @@ class ProcessRequest(_Refusing):
             response = self.service.error_response(internal, self.request_id)
         if self.logged:  # the client went away while we worked
             return
-        self.dispatch.writing()
+        self.dispatcher.writing(self.server_conn)
         try:
             written = self._write(response)
         except ValueError:  # a header Tornado refuses (not latin-1, or CR/LF): nothing was written
