@@ -6,6 +6,7 @@ workers that must not take each other's tasks.
 """
 
 import base64
+import hashlib
 import json
 import os
 import pickle
@@ -74,10 +75,12 @@ def traces(markers, name, point):
     return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
-def getdel_calls(redis_server):
-    """How many GETDEL commands Redis has run: one per claim-check key taken."""
+def claim_check_reads(redis_server):
+    """How many GET and GETDEL commands Redis has run: one per claim-check key read
+    (the worker GETs an input, which goes with its answer; the server GETDELs an answer)."""
     with redis_server.client() as client:
-        return client.info("commandstats").get("cmdstat_getdel", {}).get("calls", 0)
+        stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{command}", {}).get("calls", 0) for command in ("get", "getdel"))
 
 
 def claim_check_keys(redis_server, db=0):
@@ -140,18 +143,18 @@ def test_the_request_id_reaches_the_processor_on_the_worker(celery_server, worke
 
 def test_a_20_mib_body_and_answer_travel_by_reference_and_leave_no_keys(celery_server, redis_server):
     data = os.urandom(20 << 20)
-    taken_before = getdel_calls(redis_server)
+    taken_before = claim_check_reads(redis_server)
     status, headers, body = celery_server.post("t/echo", data, timeout=60)
     assert status == 200 and headers["Content-Type"] == "application/octet-stream"
     assert len(body) == len(data) and body == data
-    assert getdel_calls(redis_server) - taken_before == 2, "the input and the answer each by one key"
+    assert claim_check_reads(redis_server) - taken_before == 2, "the input and the answer each read once"
     assert claim_check_keys(redis_server) == []
 
 
 def test_a_small_body_travels_inline(celery_server, redis_server):
-    taken_before = getdel_calls(redis_server)
+    taken_before = claim_check_reads(redis_server)
     assert celery_server.post("t/echo", b"small")[::2] == (200, b"small")
-    assert getdel_calls(redis_server) == taken_before
+    assert claim_check_reads(redis_server) == taken_before
     assert claim_check_keys(redis_server) == []
 
 
@@ -175,10 +178,10 @@ def test_the_worker_fetches_a_url_source_itself(open_server, redis_server, png):
         described = json.loads(body)
         assert (described["url"], described["size"]) == (origin.url("/photo.png"), len(png))
         assert (described["content_type"], described["declared_content_type"]) == ("image/png", "image/png")
-        taken_before = getdel_calls(redis_server)
+        taken_before = claim_check_reads(redis_server)
         status, _, body = open_server.post("t/echo", url=origin.url("/large.bin"), timeout=15)
         assert status == 200 and body == source
-        assert getdel_calls(redis_server) - taken_before == 1, "only the answer went through Redis"
+        assert claim_check_reads(redis_server) - taken_before == 1, "only the answer went through Redis"
         assert origin.requests == ["/photo.png", "/large.bin"]
     assert claim_check_keys(redis_server, db=1) == []
 
@@ -359,6 +362,19 @@ def test_a_task_that_kills_its_worker_every_time_fails_after_three_runs(fragile,
     assert len(traces(markers, "thrice", "started")) == 3
     worker.wait_for_children()
     assert server.post("t/echo", b"after deaths")[::2] == (200, b"after deaths")
+
+
+def test_a_large_input_survives_its_worker_dying_and_is_processed_on_redelivery(fragile, markers):
+    """Over UFOP_INLINE_BYTES the input waits in Redis (a claim check): it must still be there
+    when the task whose worker died is delivered again."""
+    worker, server = fragile
+    worker.wait_for_children()
+    body = os.urandom(1 << 20)
+    status, _, answer = server.post("t/die-once/large-input", body, timeout=30)
+    assert status == 200, answer
+    assert json.loads(answer) == {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert len(traces(markers, "large-input", "started")) == 2
+    worker.wait_for_children()
 
 
 def kill_mid_task(worker, server, markers, processor, name):

@@ -195,7 +195,9 @@ def _open_input(client, settings, message):
     if message.get("url"):
         return _fetch(settings, message["url"])
     if message.get("body_key"):
-        data = client.getdel(message["body_key"])
+        # Read, not taken: if this worker dies, the task is delivered again and needs it.
+        # The key goes with the answer (_send_reply), or with its TTL.
+        data = client.get(message["body_key"])
         if data is None:
             raise SourceError("the request's input expired before a worker took it")
         return io.BytesIO(data), message.get("declared_content_type")
@@ -225,6 +227,8 @@ def _send_reply(client, settings, message, response, seconds):
         pipeline.set(reply["body_key"], response.body, ex=KEY_TTL)
     else:
         reply["body"] = response.body
+    if message.get("body_key"):
+        pipeline.delete(message["body_key"])  # answered: no delivery will need the input again
     pipeline.lpush(message["reply_to"], msgpack.packb(reply, use_bin_type=True))
     pipeline.expire(message["reply_to"], KEY_TTL)
     pipeline.execute()

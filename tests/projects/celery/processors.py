@@ -5,6 +5,7 @@ and ``<name>.done`` get one line, the process id, each time a processor reaches
 that point, so a test can tell whether, how often and where a processor ran.
 """
 
+import hashlib
 import importlib.util
 import os
 import time
@@ -80,6 +81,20 @@ class Die(Processor):
     def process(self, req):
         trace(req.args["name"], "started")
         os._exit(7)
+
+
+class DieOnce(Processor):
+    """Kills its worker process the first time it sees `name`; then answers the input's size and digest."""
+
+    route = r"die-once/(?P<name>[a-z0-9-]+)"
+
+    def process(self, req):
+        first = not (Path(os.environ["MARKER_DIR"]) / f"{req.args['name']}.started").exists()
+        trace(req.args["name"], "started")
+        if first:
+            os._exit(7)
+        data = req.buffer.read()
+        return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class Whoami(Processor):
