@@ -26,7 +26,7 @@ def worker_command(concurrency, project, app, celery_args):
                          "`ufop-sdk serve` runs processors itself)")
     from celery.signals import worker_init  # only this command pays for Celery
 
-    from ..executors.celery_app import PREFORK, QUEUE, make_celery_app
+    from ..executors.celery_app import PREFORK, RedisNames, make_celery_app
 
     celery = make_celery_app(settings, load_project(settings))
     celery.conf.worker_pool = PREFORK  # by name here: the --pool flag takes only Celery's own names
@@ -39,7 +39,7 @@ def worker_command(concurrency, project, app, celery_args):
         workers.append(sender)
 
     worker_init.connect(remember, weak=False)
-    celery.start(["worker", f"--concurrency={settings.concurrency}",
-                  f"--queues={QUEUE}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
-                  *celery_args])
+    queue = RedisNames.for_settings(settings).queue
+    celery.start(["worker", f"--concurrency={settings.concurrency}", f"--queues={queue}",
+                  "--loglevel=WARNING", "--without-gossip", "--without-mingle", *celery_args])
     sys.exit((workers[-1].exitcode if workers else None) or 0)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from ..errors import Overloaded, ProcessingTimeout, UfopError
 from .base import Executor, Reply
-from .celery_app import KEY_TTL, input_key, make_celery_app, task_name
+from .celery_app import KEY_TTL, RedisNames, make_celery_app
 
 log = logging.getLogger("ufop_sdk.celery")
 
@@ -40,12 +40,13 @@ class CeleryExecutor(Executor):
     def __init__(self, settings, app):
         self.settings = settings
         self.celery = make_celery_app(settings, app)
-        self.tasks = {route.name: self.celery.tasks[task_name(route)] for route in app.routes}
+        self.names = RedisNames.for_settings(settings)
+        self.tasks = {route.name: self.celery.tasks[self.names.task(route)] for route in app.routes}
         self.redis = redis.asyncio.Redis.from_url(settings.broker_url, socket_connect_timeout=BROKER_SECONDS,
                                                   socket_timeout=BROKER_SECONDS)
         self.listener_redis = redis.asyncio.Redis.from_url(
             settings.broker_url, socket_connect_timeout=BROKER_SECONDS, socket_timeout=LISTEN_SECONDS + 2)
-        self.reply_key = f"ufop:replies:{uuid.uuid4().hex}"
+        self.reply_key = self.names.replies(uuid.uuid4().hex)
         self.sender = concurrent.futures.ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="ufop-send")
         self.waiting = {}
         self.pending_limit = settings.pending_limit
@@ -112,7 +113,7 @@ class CeleryExecutor(Executor):
         if job.file is None and len(job.body or b"") <= self.settings.inline_bytes:
             message["body"] = job.body or b""
             return message
-        message["body_key"] = input_key(reply_id)
+        message["body_key"] = self.names.input(reply_id)
         await self._store(message["body_key"], job)
         return message
 

@@ -6,7 +6,7 @@ from the same settings and project, so task names and limits always agree.
 On the wire there is no pickle: messages are msgpack (JSON is accepted too,
 nothing else). An input or answer over UFOP_INLINE_BYTES travels by reference
 (a claim check): its bytes go under a Redis key with a TTL, the message
-carries the key, and whoever takes it deletes it. Answers are pushed to the
+carries the key (RedisNames). Answers are pushed to the
 sending server's own reply list, which one reader per server drains.
 """
 
@@ -17,6 +17,7 @@ import time
 from queue import Empty
 from urllib.parse import urlsplit
 
+import attrs
 import msgpack
 import redis
 from celery import Celery
@@ -34,7 +35,6 @@ from ..source import SourceFetcher, SourcePolicy
 
 log = logging.getLogger("ufop_sdk.celery")
 
-QUEUE = "ufop"
 MAX_ATTEMPTS = 3  # deliveries of one request that may kill their worker before it fails with 500
 KEY_TTL = 600  # seconds a claim-check key, reply list or attempt counter outlives its request
 HARD_LIMIT_MARGIN = 1.0  # the hard time limit, past the soft one (the processor's timeout)
@@ -93,22 +93,50 @@ class Prefork(TaskPool):
     Pool = QuickPool
 
 
-def task_name(route):
-    return f"ufop.{route.name}"
+@attrs.frozen
+class RedisNames:
+    """Where one ufop's requests live in Redis: its queue, task names and keys, for both sides.
 
+    Scoped by UFOP_NAME, so two ufops sharing a Redis never take each other's
+    requests: ``myufop`` has the queue ``ufop.myufop``, tasks
+    ``ufop.myufop.<Processor>`` and keys ``ufop:myufop:...``. Without a name,
+    the queue is ``ufop``.
+    """
 
-def input_key(reply_id):
-    return f"ufop:input:{reply_id}"
+    prefix: str = "ufop"
 
+    @classmethod
+    def for_settings(cls, settings):
+        return cls("ufop" if settings.name is None else f"ufop:{settings.name}")
 
-def output_key(reply_id):
-    return f"ufop:output:{reply_id}"
+    @property
+    def queue(self):
+        return self.prefix.replace(":", ".")
+
+    def task(self, route):
+        return f"{self.queue}.{route.name}"
+
+    def input(self, reply_id):
+        """A claim-checked input: the worker reads it and deletes it with the answer."""
+        return f"{self.prefix}:input:{reply_id}"
+
+    def output(self, reply_id):
+        """A claim-checked answer: the server takes it."""
+        return f"{self.prefix}:output:{reply_id}"
+
+    def attempts(self, reply_id):
+        return f"{self.prefix}:attempts:{reply_id}"
+
+    def replies(self, server_id):
+        """One server's reply list, which its listener drains."""
+        return f"{self.prefix}:replies:{server_id}"
 
 
 def make_celery_app(settings, app):
     """The Celery app for `app` (a loaded project) on `settings.broker_url`."""
     longest = max(route.timeout for route in app.routes) + HARD_LIMIT_MARGIN
     celery = Celery(f"ufop-{app.module_name}", broker=settings.broker_url, set_as_current=False)
+    names = RedisNames.for_settings(settings)
     celery.conf.update(
         task_serializer="msgpack",
         accept_content=["msgpack", "json"],
@@ -116,7 +144,7 @@ def make_celery_app(settings, app):
         task_acks_late=True,  # a message is acknowledged only once its task has finished...
         task_reject_on_worker_lost=True,  # ...and one whose worker died is delivered again (bounded)
         worker_prefetch_multiplier=1,  # a worker holds no more than it runs
-        task_default_queue=QUEUE,
+        task_default_queue=names.queue,
         task_publish_retry=False,  # with the broker down, fail the request now (503), not later
         broker_connection_timeout=1.0,
         broker_connection_retry_on_startup=True,
@@ -130,9 +158,9 @@ def make_celery_app(settings, app):
         # again) rather than finishing into a pool it cannot drain: it then recovers by itself.
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
-    celery.ufop = {"settings": settings, "app": app, "runner": None, "redis": None}
+    celery.ufop = {"settings": settings, "app": app, "runner": None, "redis": None, "names": names}
     for route in app.routes:
-        _register(celery, route)
+        _register(celery, route, names)
 
     def set_up_child(**_):
         """Each prefork child sets up its own processors and Redis client, once."""
@@ -144,8 +172,8 @@ def make_celery_app(settings, app):
     return celery
 
 
-def _register(celery, route):
-    @celery.task(name=task_name(route), bind=True, soft_time_limit=route.timeout,
+def _register(celery, route, names):
+    @celery.task(name=names.task(route), bind=True, soft_time_limit=route.timeout,
                  time_limit=route.timeout + HARD_LIMIT_MARGIN)
     def run(task, message):
         return run_message(task.app, message)
@@ -167,7 +195,7 @@ def run_message(celery, message):
     client, settings = state["redis"], state["settings"]
     reply_id = message["reply_id"]
     began = time.monotonic()
-    attempts_key = f"ufop:attempts:{reply_id}"
+    attempts_key = state["names"].attempts(reply_id)
     counting = client.pipeline(transaction=False).incr(attempts_key).expire(attempts_key, KEY_TTL)
     attempts, _ = counting.execute()
     if attempts > MAX_ATTEMPTS:
@@ -176,7 +204,7 @@ def run_message(celery, message):
         response = error_response(error, message["request_id"])
     else:
         response = _process(state["runner"], client, settings, message)
-    _send_reply(client, settings, message, response, time.monotonic() - began)
+    _send_reply(client, settings, state["names"], message, response, time.monotonic() - began)
 
 
 def _process(runner, client, settings, message):
@@ -218,12 +246,12 @@ def _fetch(settings, url):
     return buffer, fetched.content_type
 
 
-def _send_reply(client, settings, message, response, seconds):
+def _send_reply(client, settings, names, message, response, seconds):
     reply = {"id": message["reply_id"], "status": response.status, "content_type": response.content_type,
              "headers": response.headers, "seconds": seconds}
     pipeline = client.pipeline(transaction=False)
     if len(response.body) > settings.inline_bytes:
-        reply["body_key"] = output_key(message["reply_id"])
+        reply["body_key"] = names.output(message["reply_id"])
         pipeline.set(reply["body_key"], response.body, ex=KEY_TTL)
     else:
         reply["body"] = response.body
