@@ -154,7 +154,7 @@ def test_a_connection_closed_with_redis_down_and_a_brpop_in_flight_closes_cleanl
     with the transport detached: AttributeError, which Celery takes for an unrecoverable error.
     """
     with RedisServer() as broker:
-        settings = SimpleNamespace(broker_url=broker.url())
+        settings = SimpleNamespace(broker_url=broker.url(), name=None)
         celery = make_celery_app(settings, SimpleNamespace(module_name="t", routes=[
             SimpleNamespace(name="Echo", timeout=1)]))
         connection = celery.connection_for_write()
