@@ -242,8 +242,53 @@ def test_a_task_queued_past_its_deadline_is_never_run(celery_server, workers, ma
         assert status == 504 and "timeout of 2s" in error_of(body)
         assert time.monotonic() - began < 4.0
         assert [future.result(15)[0] for future in holding] == [200, 200]
-    time.sleep(1)  # the workers are free: the revoked task would run now
+    time.sleep(1)  # the workers are free: the expired task would run now
     assert traces(markers, "queued", "started") == [], "a task answered 504 ran later"
+
+
+
+@pytest.fixture(scope="module")
+def lone(redis_server, markers):
+    """One worker of one child and a server of their own, on database 3: a second task waits for the first."""
+    url = redis_server.url(3)
+    with project_worker(markers, url) as worker, project_server(markers, url) as server:
+        yield worker, server
+
+
+def revoke_broadcasts(subscription):
+    """The revoke commands published to the workers (Celery's remote control) since the last call."""
+    broadcasts = []
+    while (message := subscription.get_message(timeout=0.1)) is not None:
+        if message["type"] == "pmessage" and b"pidbox" in message["channel"]:
+            command = base64.b64decode(json.loads(message["data"])["body"])  # kombu's envelope
+            if b"revoke" in command:
+                broadcasts.append(command)
+    return broadcasts
+
+
+def test_a_504_revokes_nothing_and_a_task_running_past_it_finishes_in_its_own_limits(lone, redis_server,
+                                                                                       markers):
+    """Queued 2.5 s behind another, a 1.9 s task (timeout 2 s) is still running at its 504 (3.5 s).
+
+    Celery's documentation says never to terminate a task from code: its process may already run
+    another request. The hard time limit ends an overrunning task; ``expires`` drops an unstarted one.
+    """
+    worker, server = lone
+    children = worker.children()
+    with redis_server.client() as client, client.pubsub() as subscription:
+        subscription.psubscribe("*")
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(server.post, "t/patient/ahead/2.5", timeout=15)
+            wait_until(lambda: traces(markers, "ahead", "started"), 3, "the first task to start",
+                       worker.output)
+            status, _, body = server.post("t/mark/behind/1.9", timeout=15)
+            assert status == 504 and "timeout of 2s" in error_of(body)
+            assert traces(markers, "behind", "started"), "the task had to be running at its 504"
+            assert ahead.result(15)[0] == 200
+        wait_until(lambda: traces(markers, "behind", "done"), 4, "the task running at its 504 to finish",
+                   worker.output)
+        assert revoke_broadcasts(subscription) == []
+    assert worker.children() == children, "a worker child was killed"
 
 
 # Pickle.

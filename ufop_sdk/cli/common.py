@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, ProjectError
+from ..executors.celery_versions import UntestedVersions, require_tested_versions
 from ..project import load_app
 from ..settings import Settings, load_env_file
 
@@ -52,4 +53,12 @@ def load_project(settings):
     try:
         return load_app(settings)
     except ProjectError as exc:
+        raise LoadFailed(str(exc)) from None
+
+
+def require_celery_versions():
+    """Exit 2 when the installed Celery or kombu is outside the series Celery mode is tested with."""
+    try:
+        require_tested_versions()
+    except UntestedVersions as exc:
         raise LoadFailed(str(exc)) from None

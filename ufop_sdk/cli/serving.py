@@ -10,7 +10,7 @@ from ..lifecycle import run_server
 from ..logs import configure_logging
 from ..server import Service
 from ..source import SourceFetcher, SourcePolicy
-from .common import EXIT_FAILED
+from .common import EXIT_FAILED, require_celery_versions
 
 
 def make_executor(settings, app, debug):
@@ -19,6 +19,7 @@ def make_executor(settings, app, debug):
     ``dev`` (`debug`) always runs local workers, which it can reload.
     """
     if settings.broker_url and not debug:
+        require_celery_versions()
         from ..executors.celery import CeleryExecutor  # only Celery mode pays for importing Celery
 
         return CeleryExecutor(settings, app)

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from .common import LoadFailed, load_project, load_settings, project_options
+from .common import LoadFailed, load_project, load_settings, project_options, require_celery_versions
 
 
 @click.command("worker", context_settings={"ignore_unknown_options": True})
@@ -24,6 +24,7 @@ def worker_command(concurrency, project, app, celery_args):
         raise LoadFailed("UFOP_BROKER_URL is not set: a worker takes its tasks from Redis, "
                          "e.g. UFOP_BROKER_URL=redis://localhost:6379/0 (without it, "
                          "`ufop-sdk serve` runs processors itself)")
+    require_celery_versions()
     from celery.signals import worker_init  # only this command pays for Celery
 
     from ..executors.celery_app import PREFORK, RedisNames, make_celery_app

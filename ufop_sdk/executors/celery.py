@@ -69,7 +69,10 @@ class CeleryExecutor(Executor):
             try:
                 reply = await asyncio.wait_for(future, job.timeout + DEADLINE_MARGIN)
             except asyncio.TimeoutError:
-                self._revoke(reply_id)
+                # Nothing is revoked: the task's hard time limit ends it if it runs on, and its
+                # `expires` (this same deadline) drops it if it never started. Celery's docs warn
+                # against terminating from code (the process may run another request by then), and
+                # a revoke per 504 would be one more broker round trip on the threads that send.
                 raise ProcessingTimeout(f"processor {job.processor!r} did not answer within its timeout "
                                         f"of {job.timeout:g}s") from None
         finally:
@@ -146,10 +149,6 @@ class CeleryExecutor(Executor):
         if data is None:
             raise UfopError("the answer expired before the server took it")
         return data
-
-    def _revoke(self, reply_id):
-        """Tell the workers to drop the task, or kill it where it runs."""
-        self.sender.submit(self.celery.control.revoke, reply_id, terminate=True, signal="SIGKILL")
 
     async def _listen(self):
         """The one reader of this server's reply list."""

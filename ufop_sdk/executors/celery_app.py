@@ -32,6 +32,11 @@ from ..gc_tuning import settle_garbage_collector
 from ..response import error_response
 from ..runner import Runner
 from ..source import SourceFetcher, SourcePolicy
+from .celery_versions import require_tested_versions
+
+# The classes below patch kombu's and Celery's private internals: see celery_versions.py for the
+# series they are tested with and what to re-check before widening it.
+require_tested_versions()
 
 log = logging.getLogger("ufop_sdk.celery")
 
@@ -44,7 +49,8 @@ REDIS_TRANSPORT = f"{__name__}:RedisTransport"  # for ``broker_transport``
 
 
 class RedisChannel(kombu_redis.Channel):
-    """kombu's Redis channel, made safe to close while Redis is down (kombu 5.7.0).
+    """kombu's Redis channel, made safe to close while Redis is down (kombu 5.7; on an upgrade,
+    re-check close() and _connparams() against kombu/transport/redis.py, see celery_versions.py).
 
     On a lost connection Celery calls ``Connection.collect()``, which closes the
     channels and then detaches the transport (``transport.client = None``), then
