@@ -1,10 +1,12 @@
 """Celery mode as one ufop among others: its .env reaches the workers, its name keeps its requests its own."""
 
 import contextlib
+import json
 import textwrap
+import time
 
 from redis_support import Worker
-from support import Server
+from support import Origin, Server
 
 PROCESSORS = textwrap.dedent("""
     import os
@@ -59,3 +61,50 @@ def test_two_ufops_sharing_a_redis_database_never_take_each_others_requests(redi
         answers = {name: {server.post(f"{name}/who", timeout=20)[2] for _ in range(20)}
                    for name, server in servers.items()}
     assert answers == {"alpha-ufop": {b"alpha-ufop"}, "beta-ufop": {b"beta-ufop"}}
+
+
+QUICK = textwrap.dedent("""
+    import time
+
+    from ufop_sdk import Processor
+
+
+    class Quick(Processor):
+        \"\"\"Two seconds to run; its source may take longer to arrive.\"\"\"
+
+        route = r"quick(?:/(?P<sleep>[0-9.]+))?"
+        timeout = 2
+
+        def process(self, req):
+            time.sleep(float(req.args.get("sleep", 0)))
+            return req.buffer.read()
+""")
+
+
+def test_the_source_fetch_does_not_count_against_the_processors_timeout_on_a_worker(redis_server, tmp_path):
+    """The same rule as serve's local workers: the fetch has UFOP_FETCH_TIMEOUT, the processor its timeout."""
+    (tmp_path / "processors.py").write_text(QUICK)
+    url = redis_server.url(6)
+    env = {"UFOP_BROKER_URL": url, "UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "10"}
+    with Origin() as origin, Worker(tmp_path, url, env=env), \
+            Server(tmp_path, "--host", "127.0.0.1", env=env) as server:
+        origin.serve("/slow", b"worth the wait", delay=3.5)
+        status, _, body = server.post("t/quick", url=origin.url("/slow"), timeout=30)
+    assert (status, body) == (200, b"worth the wait")
+
+
+def test_a_processor_running_past_its_timeout_after_a_fetch_is_504_at_its_own_timeout(redis_server, tmp_path):
+    """Not at the task's soft limit, which also covers UFOP_FETCH_TIMEOUT (10 s here)."""
+    (tmp_path / "processors.py").write_text(QUICK)
+    url = redis_server.url(7)
+    env = {"UFOP_BROKER_URL": url, "UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "10"}
+    with Origin() as origin, Worker(tmp_path, url, env=env), \
+            Server(tmp_path, "--host", "127.0.0.1", env=env) as server:
+        origin.serve("/source", b"x", delay=0.5)
+        began = time.monotonic()
+        status, _, body = server.post("t/quick/8", url=origin.url("/source"), timeout=30)
+        elapsed = time.monotonic() - began
+    assert status == 504, body
+    assert "timeout of 2s" in json.loads(body)["error"]
+    assert elapsed < 7, f"answered after {elapsed:.1f} s, not at the processor's own 2 s"
+

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from ..errors import Overloaded, ProcessingTimeout, UfopError
 from .base import Executor, Reply
-from .celery_app import KEY_TTL, RedisNames, make_celery_app
+from .celery_app import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames, make_celery_app
 
 log = logging.getLogger("ufop_sdk.celery")
 
@@ -65,9 +65,10 @@ class CeleryExecutor(Executor):
         submitted = time.monotonic()
         try:
             message = await self._message(job, reply_id)
-            await self._send(job, message, reply_id)
+            limit = self._time_limit(job)
+            await self._send(job, message, reply_id, limit)
             try:
-                reply = await asyncio.wait_for(future, job.timeout + DEADLINE_MARGIN)
+                reply = await asyncio.wait_for(future, limit + DEADLINE_MARGIN)
             except asyncio.TimeoutError:
                 # Nothing is revoked: the task's hard time limit ends it if it runs on, and its
                 # `expires` (this same deadline) drops it if it never started. Celery's docs warn
@@ -133,11 +134,17 @@ class CeleryExecutor(Executor):
         except (RedisError, OSError) as exc:
             raise self._broker_down(exc) from None
 
-    async def _send(self, job, message, reply_id):
+    def _time_limit(self, job):
+        """The task's soft time limit: the processor's timeout, and the source's fetch when the
+        worker fetches one (as in local mode, the fetch does not eat the processor's time)."""
+        return job.timeout + (self.settings.fetch_timeout if job.url else 0)
+
+    async def _send(self, job, message, reply_id, limit):
         task = self.tasks[job.processor]
         sending = asyncio.get_running_loop().run_in_executor(
             self.sender, lambda: task.apply_async(
-                (message,), task_id=reply_id, expires=job.timeout + DEADLINE_MARGIN,
+                (message,), task_id=reply_id, expires=limit + DEADLINE_MARGIN,
+                soft_time_limit=limit, time_limit=limit + HARD_LIMIT_MARGIN,
                 argsrepr=f"({job.cmd!r})", kwargsrepr="{}"))
         try:
             await asyncio.wait_for(sending, BROKER_SECONDS)

@@ -11,8 +11,10 @@ sending server's own reply list, which one reader per server drains.
 """
 
 import asyncio
+import contextlib
 import io
 import logging
+import signal
 import time
 from queue import Empty
 from urllib.parse import urlsplit
@@ -27,7 +29,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from kombu.transport import redis as kombu_redis
 
-from ..errors import SourceError, UfopError
+from ..errors import ProcessingTimeout, SourceError, UfopError
 from ..gc_tuning import settle_garbage_collector
 from ..response import error_response
 from ..runner import Runner
@@ -218,10 +220,34 @@ def _process(runner, client, settings, message):
         buffer, declared = _open_input(client, settings, message)
     except UfopError as exc:
         return error_response(exc, message["request_id"])
-    with buffer:
+    except SoftTimeLimitExceeded:  # while reading the input: answered, never silence
+        return error_response(ProcessingTimeout("the request's input took too long to read"),
+                              message["request_id"])
+    timeout = runner.app.routes.route_named(message["processor"]).timeout
+    with buffer, _processor_clock(timeout if message.get("url") else None):
         return runner.execute(message["processor"], message["groups"], message["cmd"], buffer,
                               declared_content_type=declared, url=message.get("url"),
                               request_id=message["request_id"]).response
+
+
+@contextlib.contextmanager
+def _processor_clock(seconds):
+    """The processor's own timeout, started once a fetched source is in: the task's soft limit
+    then covers the fetch and the processor together (see CeleryExecutor._time_limit)."""
+    if seconds is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _out_of_time(signum, frame):
+    raise SoftTimeLimitExceeded()  # what the Runner answers 504, as for Celery's own soft limit
 
 
 def _open_input(client, settings, message):
