@@ -7,9 +7,19 @@ qiniu-ufop 0.1.x user wrote one; OLDSTYLE_CASES (support.py) is what it answers.
 import io
 import json
 import os
+import textwrap
 
 import pytest
-from support import OLDSTYLE, OLDSTYLE_CASES, OLDSTYLE_PNG, Server, cli_answers, http_answer, run_cli
+from support import (
+    OLDSTYLE,
+    OLDSTYLE_CASES,
+    OLDSTYLE_PNG,
+    Server,
+    cli_answer,
+    cli_answers,
+    http_answer,
+    run_cli,
+)
 
 import qiniu_ufop
 from ufop_sdk import Processor, compat
@@ -250,3 +260,66 @@ def oldstyle_cli_answers(tmp_path_factory):
 def test_answers_through_ufop_sdk_test(oldstyle_cli_answers, index):
     expected = OLDSTYLE_CASES[index][3]
     assert oldstyle_cli_answers[index] == expected._replace(custom=None)  # headers are not shown
+
+
+# --- the bare name: qiniu-ufop cut it with re.sub(r"^[^/]+", "", cmd), "" for "name", "/" for "name/" ---
+
+QUICKSTART = '''
+    from qiniu_ufop import QiniuUFOP
+
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^(?:/(?P<name>\\w+))?$")
+    def hello(buffer, args, content_type):
+        return "hello " + args.get("name", "world")
+'''
+
+SINGLE_PROCESSOR = '''
+    from qiniu_ufop import QiniuUFOP
+
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^$")
+    def only(buffer, args, content_type):
+        return "only"
+'''
+
+# (project source, cmd, status, body), body None for the JSON error; the server does not check the name.
+# "name/" leaves "/", which neither route matches.
+BARE_NAME_CASES = [
+    (QUICKSTART, "qiniu", 200, b"hello world"),
+    (QUICKSTART, "qiniu/bob", 200, b"hello bob"),
+    (QUICKSTART, "qiniu/", 404, None),
+    (QUICKSTART, "qiniu/bob/x", 404, None),
+    (SINGLE_PROCESSOR, "qiniu", 200, b"only"),
+    (SINGLE_PROCESSOR, "qiniu/", 404, None),
+    (SINGLE_PROCESSOR, "qiniu/x", 404, None),
+]
+
+
+@pytest.fixture(scope="module")
+def bare_name_projects(tmp_path_factory):
+    folders = {}
+    for source in (QUICKSTART, SINGLE_PROCESSOR):
+        folder = tmp_path_factory.mktemp("bare")
+        (folder / "app.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        folders[source] = folder
+    return folders
+
+
+@pytest.mark.parametrize("source", [QUICKSTART, SINGLE_PROCESSOR], ids=["quickstart", "single"])
+def test_the_bare_name_and_a_trailing_slash_are_told_apart_over_http(bare_name_projects, source):
+    with Server(bare_name_projects[source], "--app", "app") as server:
+        for _, cmd, status, body in (case for case in BARE_NAME_CASES if case[0] is source):
+            answered_status, _, answered = server.post(cmd, b"input")
+            assert answered_status == status, cmd
+            if body is not None:
+                assert answered == body, cmd
+
+
+@pytest.mark.parametrize("source, params, body", [
+    (QUICKSTART, "", b"hello world"), (QUICKSTART, "bob", b"hello bob"), (SINGLE_PROCESSOR, "", b"only"),
+], ids=["quickstart bare name", "quickstart name", "single bare name"])
+def test_the_bare_name_through_ufop_sdk_test(bare_name_projects, tmp_path, source, params, body):
+    answered = cli_answer(bare_name_projects[source], "app", params, b"input", None, tmp_path)
+    assert (answered.status, answered.body) == (200, body)

@@ -8,9 +8,10 @@
     def hello(buffer, args, content_type):
         return "hello " + args.get("name", "world")
 
-The older semantics are kept: the ufop name is cut from the cmd, leaving
-``/<params>`` with its leading slash, and each route is tried with
-``re.search`` in registration order. Its bugs are not: a group that did not
+The older semantics are kept: the ufop name is cut from the cmd as
+``re.sub(r"^[^/]+", "", cmd)`` did, leaving ``/<params>`` with its leading
+slash (``""`` for the bare name, ``"/"`` for ``"name/"``), and each route is
+tried with ``re.search`` in registration order. Its bugs are not: a group that did not
 take part is left out of ``args`` rather than None, and ``bytes`` get a
 sniffed content type. Each decorated function becomes a `Processor`, so the
 server, ``ufop-sdk test``, both executors and publish work with it.
@@ -24,15 +25,22 @@ from .response import Response as _Response
 
 
 class SearchRoute:
-    """qiniu-ufop's matching: ``re.search`` on ``"/" + params``, with the Router's fullmatch interface."""
+    """qiniu-ufop's matching: ``re.search`` on the cmd after the ufop name.
+
+    RouteTable calls `match_cmd_rest` with that rest (``""``, ``"/"`` or
+    ``"/<params>"``); `fullmatch` is the Router's interface, for params alone.
+    """
 
     def __init__(self, pattern):
         self.regex = re.compile(pattern)
         self.pattern = pattern
         self.groupindex = self.regex.groupindex
 
+    def match_cmd_rest(self, rest):
+        return self.regex.search(rest)
+
     def fullmatch(self, params):
-        return self.regex.search("/" + params)
+        return self.match_cmd_rest("/" + params if params else "")
 
     def __repr__(self):
         return f"search_route({self.pattern!r})"
