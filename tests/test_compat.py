@@ -14,6 +14,8 @@ from support import (
     OLDSTYLE,
     OLDSTYLE_CASES,
     OLDSTYLE_PNG,
+    QUICKSTART,
+    SINGLE_PROCESSOR,
     Server,
     cli_answer,
     cli_answers,
@@ -263,26 +265,6 @@ def test_answers_through_ufop_sdk_test(oldstyle_cli_answers, index):
 
 
 # --- the bare name: qiniu-ufop cut it with re.sub(r"^[^/]+", "", cmd), "" for "name", "/" for "name/" ---
-
-QUICKSTART = '''
-    from qiniu_ufop import QiniuUFOP
-
-    ufop = QiniuUFOP()
-
-    @ufop.task(route=r"^(?:/(?P<name>\\w+))?$")
-    def hello(buffer, args, content_type):
-        return "hello " + args.get("name", "world")
-'''
-
-SINGLE_PROCESSOR = '''
-    from qiniu_ufop import QiniuUFOP
-
-    ufop = QiniuUFOP()
-
-    @ufop.task(route=r"^$")
-    def only(buffer, args, content_type):
-        return "only"
-'''
 
 # (project source, cmd, status, body), body None for the JSON error; the server does not check the name.
 # "name/" leaves "/", which neither route matches.
