@@ -7,6 +7,8 @@ qiniu-ufop 0.1.x user wrote one; OLDSTYLE_CASES (support.py) is what it answers.
 import io
 import json
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -41,7 +43,15 @@ def answer(runner, params, body=b"", content_type=None):
 def test_the_older_import_name_gives_the_compat_api():
     assert qiniu_ufop.QiniuUFOP is QiniuUFOP
     assert qiniu_ufop.Response is compat.Response
-    assert sorted(qiniu_ufop.__all__) == ["HTTPHeaders", "QiniuUFOP", "Response"]
+    assert qiniu_ufop.Task is compat.Task
+    assert sorted(qiniu_ufop.__all__) == ["HTTPHeaders", "QiniuUFOP", "Response", "Task"]
+
+
+def test_the_four_names_the_older_package_exported_import_in_a_fresh_interpreter():
+    code = ("from qiniu_ufop import QiniuUFOP, Response, Task, HTTPHeaders; import tornado.httputil; "
+            "assert HTTPHeaders is tornado.httputil.HTTPHeaders")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
 
 
 def test_each_task_becomes_a_processor_with_a_search_route():
@@ -305,3 +315,61 @@ def test_the_bare_name_and_a_trailing_slash_are_told_apart_over_http(bare_name_p
 def test_the_bare_name_through_ufop_sdk_test(bare_name_projects, tmp_path, source, params, body):
     answered = cli_answer(bare_name_projects[source], "app", params, b"input", None, tmp_path)
     assert (answered.status, answered.body) == (200, body)
+
+
+# --- bind=True and the Celery app's configuration calls ---
+
+BOUND_AND_CONFIGURED = '''
+    from qiniu_ufop import QiniuUFOP, Task
+
+    ufop = QiniuUFOP(main="app")
+    ufop.conf.update(task_serializer="pickle", result_expires=60)
+    ufop.conf.task_default_queue = "old"
+    ufop.conf["worker_prefetch_multiplier"] = 1
+    ufop.config_from_object("celeryconfig")
+    ufop.autodiscover_tasks(["app"])
+
+    @ufop.task(route=r"^/bound$", bind=True)
+    def bound(self, buffer, args, content_type):
+        assert isinstance(self, Task) and self.health() is None
+        return {"name": self.name, "route": self.route, "request": self.request.id,
+                "body": buffer.read().decode(), "content_type": content_type}
+
+    @ufop.task(route=r"^/configured$")
+    def configured(buffer, args, content_type):
+        return {"conf": dict(ufop.conf), "queue": ufop.conf.task_default_queue}
+'''
+
+
+@pytest.fixture(scope="module")
+def bound_project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bound")
+    (folder / "app.py").write_text(textwrap.dedent(BOUND_AND_CONFIGURED), encoding="utf-8")
+    return folder
+
+
+def test_a_bound_task_gets_a_task_standing_for_itself_first(bound_project):
+    with Server(bound_project, "--app", "app") as server:
+        status, headers, body = server.post("qiniu/bound", b"input", headers={"Content-Type": "text/x-in"})
+    assert status == 200, body
+    assert json.loads(body) == {"name": "app.bound", "route": "^/bound$", "request": headers["X-Request-Id"],
+                                "body": "input", "content_type": "text/x-in"}
+
+
+def test_a_bound_task_through_ufop_sdk_test(bound_project, tmp_path):
+    answered = cli_answer(bound_project, "app", "bound", b"input", "text/x-in", tmp_path)
+    assert answered.status == 200, answered.body
+    assert json.loads(answered.body)["name"] == "app.bound"
+
+
+def test_celery_configuration_calls_are_kept_ignored_and_warned_about_once(bound_project):
+    result = run_cli("routes", "--app", "app", "--project", bound_project)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().count("IgnoredCeleryConfigurationWarning") == 1
+    assert "conf.update() and the app's other Celery configuration are ignored" in result.stderr.decode()
+    with Server(bound_project, "--app", "app") as server:
+        status, _, body = server.post("qiniu/configured")
+    assert status == 200, body
+    assert json.loads(body) == {"conf": {"task_serializer": "pickle", "result_expires": 60,
+                                         "task_default_queue": "old", "worker_prefetch_multiplier": 1},
+                                "queue": "old"}
