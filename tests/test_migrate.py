@@ -5,6 +5,7 @@ what it answers, before migrating and after.
 """
 
 import ast
+import json
 import re
 import shutil
 import textwrap
@@ -154,6 +155,36 @@ def outcome(answer):
     """(status, body) of a server's answer; an error's body, holding its request id, as None."""
     status, _, body = answer
     return status, body if status == 200 else None
+
+
+# --- bind=True ---
+
+BOUND = '''
+    from qiniu_ufop import QiniuUFOP, Task
+
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^/bound(?:/(?P<n>\\d+))?$", bind=True)
+    def bound(self, buffer, args, content_type):
+        assert isinstance(self, Task)
+        return {"task": self.name.rpartition(".")[2], "route": self.route, "request": self.request.id,
+                "args": args, "body": buffer.read().decode()}
+'''
+
+
+def test_a_bound_task_migrates_to_a_process_passing_the_same_task(tmp_path):
+    write_app(tmp_path, BOUND)
+    result = run_cli("migrate", "app.py", "-o", "processors.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    migrated = (tmp_path / "processors.py").read_text()
+    assert "from ufop_sdk.compat import Task\n" in migrated and "TODO(migrate)" not in migrated
+    headers = {"X-Request-Id": "req-7"}
+    with Server(tmp_path, "--app", "app") as before, Server(tmp_path, "--app", "processors") as after:
+        answers = [(server.post("qiniu/bound/3", b"in", headers=headers)[::2]) for server in (before, after)]
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200 and json.loads(answers[0][1]) == {
+        "task": "bound", "route": r"^/bound(?:/(?P<n>\d+))?$", "request": "req-7", "args": {"n": "3"},
+        "body": "in"}
 
 
 # --- routes that cannot be rewritten exactly ---

@@ -153,7 +153,8 @@ def _header(tree, tasks, notes):
         lines.append("from tornado.httputil import HTTPHeaders")
     lines.append("from ufop_sdk import Processor")
     compat = sorted({"Response"} & imported | ({"search_route"} if any(
-        task["route"] is None and task["original"] is not None for task in tasks) else set()))
+        task["route"] is None and task["original"] is not None for task in tasks) else set())
+        | ({"Task"} if "Task" in imported or any(task["bind"] for task in tasks) else set()))
     if compat:
         lines.append(f"from ufop_sdk.compat import {', '.join(compat)}")
     lines += [f"{TODO} {note}" for note in notes]
@@ -185,7 +186,7 @@ def _tasks(tree, apps):
             tasks.append({"name": node.name, "decorator": decorator, "original": original,
                           "route": convert_route(original) if original is not None else None,
                           "doc": ast.get_docstring(node), "wraps_buffer": _uses_getvalue(node),
-                          "timeout": timeout})
+                          "timeout": timeout, "bind": _is_bound(decorator)})
     return tasks, notes
 
 
@@ -206,7 +207,12 @@ def _processor_class(task, class_name):
         lines.append(f"    timeout = {task['timeout']!r}")
     buffer = "io.BytesIO(req.buffer.read())" if task["wraps_buffer"] else "req.buffer"
     call = f"{task['name']}({buffer}, dict(req.args), req.declared_content_type or req.content_type)"
-    lines += ["", "    def process(self, req):", f"        return {call}", ""]
+    process = ["", "    def process(self, req):"]
+    if task["bind"]:  # the Task that ufop_sdk.compat passes a bound task, made the same way
+        process.append(f'        task = Task(__name__ + ".{task["name"]}", {_literal(task["original"])}, '
+                       f"req.request_id)")
+        call = call.replace("(", "(task, ", 1)
+    lines += [*process, f"        return {call}", ""]
     return "\n".join(lines)
 
 
@@ -237,6 +243,11 @@ def _in_decorator(name, tasks):
 def _in_assignment(name, tree, apps):
     return any(_is_app_assignment(node, apps) and node.lineno <= name.lineno <= node.end_lineno
                for node in tree.body)
+
+
+def _is_bound(decorator):
+    return any(keyword.arg == "bind" and isinstance(keyword.value, ast.Constant)
+               and keyword.value.value is True for keyword in decorator.keywords)
 
 
 def _uses_getvalue(function):
