@@ -5,6 +5,6 @@ See ufop_sdk.compat, and ``ufop-sdk migrate`` to convert an app to the class sty
 
 from tornado.httputil import HTTPHeaders
 
-from ufop_sdk.compat import QiniuUFOP, Response
+from ufop_sdk.compat import QiniuUFOP, Response, Task
 
-__all__ = ["HTTPHeaders", "QiniuUFOP", "Response"]
+__all__ = ["HTTPHeaders", "QiniuUFOP", "Response", "Task"]

@@ -368,6 +368,28 @@ OLDSTYLE_CASES = [
 ]
 
 
+# The older README's apps: its quickstart, and its route for a single processor; both answer the bare name.
+QUICKSTART = '''
+    from qiniu_ufop import QiniuUFOP
+
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^(?:/(?P<name>\\w+))?$")
+    def hello(buffer, args, content_type):
+        return "hello " + args.get("name", "world")
+'''
+
+SINGLE_PROCESSOR = '''
+    from qiniu_ufop import QiniuUFOP
+
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^$")
+    def only(buffer, args, content_type):
+        return "only"
+'''
+
+
 def http_answer(server, params, body=b"", content_type=None, name="oldufop"):
     """The Answer a running server gives `params` (the cmd after the ufop `name`)."""
     cmd = f"{name}/{params}" if params else name

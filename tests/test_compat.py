@@ -7,9 +7,23 @@ qiniu-ufop 0.1.x user wrote one; OLDSTYLE_CASES (support.py) is what it answers.
 import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
-from support import OLDSTYLE, OLDSTYLE_CASES, OLDSTYLE_PNG, Server, cli_answers, http_answer, run_cli
+from support import (
+    OLDSTYLE,
+    OLDSTYLE_CASES,
+    OLDSTYLE_PNG,
+    QUICKSTART,
+    SINGLE_PROCESSOR,
+    Server,
+    cli_answer,
+    cli_answers,
+    http_answer,
+    run_cli,
+)
 
 import qiniu_ufop
 from ufop_sdk import Processor, compat
@@ -29,7 +43,15 @@ def answer(runner, params, body=b"", content_type=None):
 def test_the_older_import_name_gives_the_compat_api():
     assert qiniu_ufop.QiniuUFOP is QiniuUFOP
     assert qiniu_ufop.Response is compat.Response
-    assert sorted(qiniu_ufop.__all__) == ["HTTPHeaders", "QiniuUFOP", "Response"]
+    assert qiniu_ufop.Task is compat.Task
+    assert sorted(qiniu_ufop.__all__) == ["HTTPHeaders", "QiniuUFOP", "Response", "Task"]
+
+
+def test_the_four_names_the_older_package_exported_import_in_a_fresh_interpreter():
+    code = ("from qiniu_ufop import QiniuUFOP, Response, Task, HTTPHeaders; import tornado.httputil; "
+            "assert HTTPHeaders is tornado.httputil.HTTPHeaders")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
 
 
 def test_each_task_becomes_a_processor_with_a_search_route():
@@ -250,3 +272,104 @@ def oldstyle_cli_answers(tmp_path_factory):
 def test_answers_through_ufop_sdk_test(oldstyle_cli_answers, index):
     expected = OLDSTYLE_CASES[index][3]
     assert oldstyle_cli_answers[index] == expected._replace(custom=None)  # headers are not shown
+
+
+# --- the bare name: qiniu-ufop cut it with re.sub(r"^[^/]+", "", cmd), "" for "name", "/" for "name/" ---
+
+# (project source, cmd, status, body), body None for the JSON error; the server does not check the name.
+# "name/" leaves "/", which neither route matches.
+BARE_NAME_CASES = [
+    (QUICKSTART, "qiniu", 200, b"hello world"),
+    (QUICKSTART, "qiniu/bob", 200, b"hello bob"),
+    (QUICKSTART, "qiniu/", 404, None),
+    (QUICKSTART, "qiniu/bob/x", 404, None),
+    (SINGLE_PROCESSOR, "qiniu", 200, b"only"),
+    (SINGLE_PROCESSOR, "qiniu/", 404, None),
+    (SINGLE_PROCESSOR, "qiniu/x", 404, None),
+]
+
+
+@pytest.fixture(scope="module")
+def bare_name_projects(tmp_path_factory):
+    folders = {}
+    for source in (QUICKSTART, SINGLE_PROCESSOR):
+        folder = tmp_path_factory.mktemp("bare")
+        (folder / "app.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        folders[source] = folder
+    return folders
+
+
+@pytest.mark.parametrize("source", [QUICKSTART, SINGLE_PROCESSOR], ids=["quickstart", "single"])
+def test_the_bare_name_and_a_trailing_slash_are_told_apart_over_http(bare_name_projects, source):
+    with Server(bare_name_projects[source], "--app", "app") as server:
+        for _, cmd, status, body in (case for case in BARE_NAME_CASES if case[0] is source):
+            answered_status, _, answered = server.post(cmd, b"input")
+            assert answered_status == status, cmd
+            if body is not None:
+                assert answered == body, cmd
+
+
+@pytest.mark.parametrize("source, params, body", [
+    (QUICKSTART, "", b"hello world"), (QUICKSTART, "bob", b"hello bob"), (SINGLE_PROCESSOR, "", b"only"),
+], ids=["quickstart bare name", "quickstart name", "single bare name"])
+def test_the_bare_name_through_ufop_sdk_test(bare_name_projects, tmp_path, source, params, body):
+    answered = cli_answer(bare_name_projects[source], "app", params, b"input", None, tmp_path)
+    assert (answered.status, answered.body) == (200, body)
+
+
+# --- bind=True and the Celery app's configuration calls ---
+
+BOUND_AND_CONFIGURED = '''
+    from qiniu_ufop import QiniuUFOP, Task
+
+    ufop = QiniuUFOP(main="app")
+    ufop.conf.update(task_serializer="pickle", result_expires=60)
+    ufop.conf.task_default_queue = "old"
+    ufop.conf["worker_prefetch_multiplier"] = 1
+    ufop.config_from_object("celeryconfig")
+    ufop.autodiscover_tasks(["app"])
+
+    @ufop.task(route=r"^/bound$", bind=True)
+    def bound(self, buffer, args, content_type):
+        assert isinstance(self, Task) and self.health() is None
+        return {"name": self.name, "route": self.route, "request": self.request.id,
+                "body": buffer.read().decode(), "content_type": content_type}
+
+    @ufop.task(route=r"^/configured$")
+    def configured(buffer, args, content_type):
+        return {"conf": dict(ufop.conf), "queue": ufop.conf.task_default_queue}
+'''
+
+
+@pytest.fixture(scope="module")
+def bound_project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bound")
+    (folder / "app.py").write_text(textwrap.dedent(BOUND_AND_CONFIGURED), encoding="utf-8")
+    return folder
+
+
+def test_a_bound_task_gets_a_task_standing_for_itself_first(bound_project):
+    with Server(bound_project, "--app", "app") as server:
+        status, headers, body = server.post("qiniu/bound", b"input", headers={"Content-Type": "text/x-in"})
+    assert status == 200, body
+    assert json.loads(body) == {"name": "app.bound", "route": "^/bound$", "request": headers["X-Request-Id"],
+                                "body": "input", "content_type": "text/x-in"}
+
+
+def test_a_bound_task_through_ufop_sdk_test(bound_project, tmp_path):
+    answered = cli_answer(bound_project, "app", "bound", b"input", "text/x-in", tmp_path)
+    assert answered.status == 200, answered.body
+    assert json.loads(answered.body)["name"] == "app.bound"
+
+
+def test_celery_configuration_calls_are_kept_ignored_and_warned_about_once(bound_project):
+    result = run_cli("routes", "--app", "app", "--project", bound_project)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().count("IgnoredCeleryConfigurationWarning") == 1
+    assert "conf.update() and the app's other Celery configuration are ignored" in result.stderr.decode()
+    with Server(bound_project, "--app", "app") as server:
+        status, _, body = server.post("qiniu/configured")
+    assert status == 200, body
+    assert json.loads(body) == {"conf": {"task_serializer": "pickle", "result_expires": 60,
+                                         "task_default_queue": "old", "worker_prefetch_multiplier": 1},
+                                "queue": "old"}

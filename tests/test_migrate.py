@@ -5,12 +5,23 @@ what it answers, before migrating and after.
 """
 
 import ast
+import json
 import re
 import shutil
 import textwrap
 
 import pytest
-from support import OLDSTYLE, OLDSTYLE_CASES, Server, cli_answers, http_answer, run_cli
+from support import (
+    OLDSTYLE,
+    OLDSTYLE_CASES,
+    QUICKSTART,
+    SINGLE_PROCESSOR,
+    Server,
+    cli_answer,
+    cli_answers,
+    http_answer,
+    run_cli,
+)
 
 from ufop_sdk.compat import search_route
 from ufop_sdk.migrate import convert_route
@@ -117,6 +128,63 @@ def answers_through_cli(migrated, tmp_path_factory):
 def test_answers_through_ufop_sdk_test_are_the_same_after_migrate(answers_through_cli, index):
     before, after = answers_through_cli
     assert after[index] == before[index] == OLDSTYLE_CASES[index][3]._replace(custom=None)
+
+
+# --- the older README's routes for the bare name ---
+
+@pytest.mark.parametrize("source, route", [
+    (QUICKSTART, r'route = r"(?:(?P<name>\w+))?"'),
+    (SINGLE_PROCESSOR, 'route = r""'),
+], ids=["quickstart", "single"])
+def test_the_bare_name_routes_migrate_exactly(tmp_path, source, route):
+    write_app(tmp_path, source)
+    result = run_cli("migrate", "app.py", "-o", "processors.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    migrated = (tmp_path / "processors.py").read_text()
+    assert f"    {route}\n" in migrated and "TODO(migrate)" not in migrated
+    cmds = ["qiniu", "qiniu/bob", "qiniu/bob/x", "qiniu/b-c"]
+    with Server(tmp_path, "--app", "app") as before, Server(tmp_path, "--app", "processors") as after:
+        old = [outcome(before.post(cmd, b"input")) for cmd in cmds]
+        new = [outcome(after.post(cmd, b"input")) for cmd in cmds]
+    assert new == old and old[0][0] == 200  # the bare name is answered, before and after
+    bare_name = cli_answer(tmp_path, "processors", "", b"input", None, tmp_path)
+    assert (bare_name.status, bare_name.body) == old[0]
+
+
+def outcome(answer):
+    """(status, body) of a server's answer; an error's body, holding its request id, as None."""
+    status, _, body = answer
+    return status, body if status == 200 else None
+
+
+# --- bind=True ---
+
+BOUND = '''
+    from qiniu_ufop import QiniuUFOP, Task
+
+    ufop = QiniuUFOP()
+
+    @ufop.task(route=r"^/bound(?:/(?P<n>\\d+))?$", bind=True)
+    def bound(self, buffer, args, content_type):
+        assert isinstance(self, Task)
+        return {"task": self.name.rpartition(".")[2], "route": self.route, "request": self.request.id,
+                "args": args, "body": buffer.read().decode()}
+'''
+
+
+def test_a_bound_task_migrates_to_a_process_passing_the_same_task(tmp_path):
+    write_app(tmp_path, BOUND)
+    result = run_cli("migrate", "app.py", "-o", "processors.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    migrated = (tmp_path / "processors.py").read_text()
+    assert "from ufop_sdk.compat import Task\n" in migrated and "TODO(migrate)" not in migrated
+    headers = {"X-Request-Id": "req-7"}
+    with Server(tmp_path, "--app", "app") as before, Server(tmp_path, "--app", "processors") as after:
+        answers = [(server.post("qiniu/bound/3", b"in", headers=headers)[::2]) for server in (before, after)]
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200 and json.loads(answers[0][1]) == {
+        "task": "bound", "route": r"^/bound(?:/(?P<n>\d+))?$", "request": "req-7", "args": {"n": "3"},
+        "body": "in"}
 
 
 # --- routes that cannot be rewritten exactly ---
@@ -270,8 +338,14 @@ CONVERTIBLE = [
     (r"^/(?i:abc)$", r"(?i:abc)"),
     (r".*", ".*"),
     (r"", ".*"),
-    (r"^/", ".*"),
-    (r"^/.*", ".*"),
+    (r"^/", ".+"),  # qiniu-ufop's slash was not there in the bare name's ""
+    (r"^/.*", ".+"),
+    (r"^/(?P<n>\w*)$", r"(?=.)(?P<n>\w*)"),
+    (r"^$", ""),  # the older README's route for a single processor: the bare name
+    (r"\A\Z", ""),
+    (r"^(?:/(?P<name>\w+))?$", r"(?:(?P<name>\w+))?"),  # the older README's quickstart
+    (r"^(?:/(?P<name>\w+))?", r"(?:(?P<name>\w+))?.*"),
+    (r"\A(?:/(?:x|y)(?P<n>\d))?\Z", r"(?:(?:x|y)(?P<n>\d))?"),
 ]
 
 NOT_CONVERTIBLE = [
@@ -285,18 +359,27 @@ NOT_CONVERTIBLE = [
     r"^/(?<!x)abc",
     r"^/a(b$)",  # an anchor not at the end
     r"^/a^b",
+    r"^(?:/a|b)?$",  # the b branch has no slash
+    r"^(?:/a)?/b$",  # what follows the optional group could match the slash
+    r"^(?:/a)$",
 ]
 
 SAMPLES = ["", "hello", "hello/", "hello/bob", "hello/bob/", "hello/bob/x", "xhello", "HELLO", "json",
            "json/extra", "jsonx", "x/json", "thumb/200", "thumb/200x300", "thumb/", "thumb/200x", "price$",
            "price$x", "price", "a\\", "a", "b", "ab", "ba", "a|b/1", "ab/22", "c/1", "]x", "|x", "x/z", "y/z",
-           "xy/z", "abc", "ABC", "q/abc", "y", "const", "caf\u00e9", "a/b/c", "///"]
+           "xy/z", "abc", "ABC", "q/abc", "y", "const", "caf\u00e9", "a/b/c", "///",
+           "bob", "bob/x", "x1", "y2", "x", "_"]
 NEWLINE_SAMPLES = ["hello\n", "json\nx", "thumb/200\n", "price$\n", "abc\n", "\n", "a\nb"]
+
+
+def cmd_rest(params):
+    """What qiniu-ufop's ``re.sub(r"^[^/]+", "", cmd)`` left of ``name/params``, or of the bare name."""
+    return "/" + params if params else ""
 
 
 def agree(original, converted, params):
     """True if fullmatch of `converted` on params routes exactly as qiniu-ufop's search did."""
-    old, new = re.search(original, "/" + params), re.fullmatch(converted, params)
+    old, new = re.search(original, cmd_rest(params)), re.fullmatch(converted, params)
     return (old is None) == (new is None) and (old is None or old.groupdict() == new.groupdict())
 
 
@@ -321,5 +404,5 @@ def test_a_route_that_cannot_be_converted_exactly_gives_none(original):
 def test_search_route_keeps_an_unconverted_route_working(original):
     route = search_route(original)
     for params in SAMPLES + NEWLINE_SAMPLES:
-        old, new = re.search(original, "/" + params), route.fullmatch(params)
+        old, new = re.search(original, cmd_rest(params)), route.fullmatch(params)
         assert (old and old.groupdict()) == (new and new.groupdict()), params

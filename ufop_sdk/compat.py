@@ -8,9 +8,10 @@
     def hello(buffer, args, content_type):
         return "hello " + args.get("name", "world")
 
-The older semantics are kept: the ufop name is cut from the cmd, leaving
-``/<params>`` with its leading slash, and each route is tried with
-``re.search`` in registration order. Its bugs are not: a group that did not
+The older semantics are kept: the ufop name is cut from the cmd as
+``re.sub(r"^[^/]+", "", cmd)`` did, leaving ``/<params>`` with its leading
+slash (``""`` for the bare name, ``"/"`` for ``"name/"``), and each route is
+tried with ``re.search`` in registration order. Its bugs are not: a group that did not
 take part is left out of ``args`` rather than None, and ``bytes`` get a
 sniffed content type. Each decorated function becomes a `Processor`, so the
 server, ``ufop-sdk test``, both executors and publish work with it.
@@ -18,21 +19,30 @@ server, ``ufop-sdk test``, both executors and publish work with it.
 
 import io
 import re
+import types
+import warnings
 
 from .processor import Processor
 from .response import Response as _Response
 
 
 class SearchRoute:
-    """qiniu-ufop's matching: ``re.search`` on ``"/" + params``, with the Router's fullmatch interface."""
+    """qiniu-ufop's matching: ``re.search`` on the cmd after the ufop name.
+
+    RouteTable calls `match_cmd_rest` with that rest (``""``, ``"/"`` or
+    ``"/<params>"``); `fullmatch` is the Router's interface, for params alone.
+    """
 
     def __init__(self, pattern):
         self.regex = re.compile(pattern)
         self.pattern = pattern
         self.groupindex = self.regex.groupindex
 
+    def match_cmd_rest(self, rest):
+        return self.regex.search(rest)
+
     def fullmatch(self, params):
-        return self.regex.search("/" + params)
+        return self.match_cmd_rest("/" + params if params else "")
 
     def __repr__(self):
         return f"search_route({self.pattern!r})"
@@ -43,15 +53,74 @@ def search_route(pattern):
     return SearchRoute(pattern)
 
 
+class IgnoredCeleryConfigurationWarning(UserWarning):
+    """An app configured Celery (``conf.update``, ``config_from_object``...), which ufop-sdk does not use."""
+
+
+class Task:
+    """What a ``bind=True`` task gets as its first argument, standing for qiniu-ufop's Celery task.
+
+    qiniu-ufop's ``Task`` was a Celery Task with a `route` and a no-op
+    `health()`; this keeps those, the task's `name` (``module.function``, as
+    Celery named it) and ``request.id`` (the request's id in logs).
+    """
+
+    route = None
+
+    def __init__(self, name=None, route=None, request_id=None):
+        self.name = name
+        self.route = route
+        self.request = types.SimpleNamespace(id=request_id)
+
+    def health(self):
+        pass
+
+    def __repr__(self):
+        return f"<qiniu_ufop Task {self.name} route={self.route!r}>"
+
+
+class IgnoredConfiguration(dict):
+    """``app.conf``: takes what a Celery app's conf took, keeps it, and uses none of it."""
+
+    def __init__(self, warn):
+        super().__init__()
+        object.__setattr__(self, "_warn", warn)
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setitem__(self, name, value):
+        self._warn(f"conf[{name!r}]")
+        super().__setitem__(name, value)
+
+    def update(self, *args, **values):
+        self._warn("conf.update()")
+        dict.update(self, *args, **values)
+
+    def setdefault(self, name, default=None):
+        self._warn("conf.setdefault()")
+        return dict.setdefault(self, name, default)
+
+
 class QiniuUFOP:
     """qiniu-ufop's app: ``@ufop.task(route=...)`` turns a function into a Processor.
 
     Keyword arguments the older Celery app took (broker settings and the like)
     are accepted and ignored: ufop-sdk takes its settings from UFOP_* variables.
+    So are its configuration calls (``conf.update()``, ``config_from_object()``,
+    ``autodiscover_tasks()``...), with one IgnoredCeleryConfigurationWarning per app.
     """
 
     def __init__(self, *args, **options):
         self.ufop_processors = []
+        self._warned = False
+        self.conf = IgnoredConfiguration(self._ignore)
 
     def task(self, *args, route=None, **options):
         def register(function):
@@ -63,11 +132,35 @@ class QiniuUFOP:
             return register(args[0])
         return register
 
+    def config_from_object(self, *args, **kwargs):
+        self._ignore("config_from_object()")
+
+    def config_from_envvar(self, *args, **kwargs):
+        self._ignore("config_from_envvar()")
+
+    def autodiscover_tasks(self, *args, **kwargs):
+        self._ignore("autodiscover_tasks()")
+
+    def add_defaults(self, *args, **kwargs):
+        self._ignore("add_defaults()")
+
+    def _ignore(self, call):
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"{call} and the app's other Celery configuration are ignored: ufop-sdk takes "
+                          f"its settings from UFOP_* variables",
+                          IgnoredCeleryConfigurationWarning, stacklevel=3)
+
 
 def _processor_for(function, route, options):
+    task_name = f"{function.__module__}.{function.__name__}"
+
     def process(self, req):
         content_type = req.declared_content_type or req.content_type
-        return function(io.BytesIO(req.buffer.read()), dict(req.args), content_type)
+        arguments = (io.BytesIO(req.buffer.read()), dict(req.args), content_type)
+        if options.get("bind"):
+            arguments = (Task(task_name, route, req.request_id), *arguments)
+        return function(*arguments)
 
     attributes = {"route": SearchRoute(route), "process": process, "__module__": function.__module__,
                   "__doc__": function.__doc__, "__qualname__": function.__qualname__}

@@ -13,34 +13,86 @@ TODO = "# TODO(migrate):"
 
 
 def convert_route(pattern):
-    """The fullmatch-on-params equivalent of qiniu-ufop's ``re.search(pattern, "/" + params)``, or None.
+    """The fullmatch-on-params equivalent of qiniu-ufop's route, or None.
 
-    Equivalent for every params a cmd can carry: cmds with control
-    characters (a newline, which ``$`` treats specially) are refused with 400.
+    qiniu-ufop searched the cmd after the ufop name: ``""`` for the bare
+    name, ``"/<params>"`` otherwise. Equivalent for every params a cmd can
+    carry (cmds with control characters, such as a newline, which ``$``
+    treats specially, are refused with 400), with one difference: a class
+    route sees ``"name/"`` as the bare name, where qiniu-ufop searched ``"/"``.
     """
-    if pattern in ("", ".*", "^", "^/", "^/.*"):
+    if pattern in ("", ".*", "^"):
         return ".*"
+    if pattern in ("^$", "^\\Z", "\\A$", "\\A\\Z"):
+        return ""  # the bare name only
+    if pattern in ("^/", "^/.*"):
+        return ".+"  # any params, but not the bare name
     if _has_top_level_alternation(pattern) or "(?<" in pattern:
         return None  # anchors apply per branch, or a lookbehind may need the slash
-    for start in ("^/", "\\A/"):
-        if pattern.startswith(start):
-            body = pattern[len(start):]
-            break
-    else:
+    body = _after_slash(pattern)
+    if body is None:
         return None  # unanchored: it could match anywhere in the cmd
-    if body.endswith("\\Z"):
-        body = body[:-2]
-    elif body.endswith("$") and not _escaped(body, len(body) - 1):
-        body = body[:-1]
-    else:
-        body += ".*"  # search() ignored whatever followed
+    body = _anchored_at_the_end(body)
     if "^" in body.replace("[^", "").replace("\\^", "") or _unescaped_dollar(body):
         return None
     try:
-        re.compile(body)
+        matches_the_bare_name = re.fullmatch(body, "") is not None
     except re.error:
         return None
+    if matches_the_bare_name and not _optionally_slashed(pattern):
+        # qiniu-ufop's slash was not there to match in the bare name's ""
+        body = "(?=.)" + body
     return body
+
+
+def _after_slash(pattern):
+    """The pattern after its leading ``^/``, or ``(?:BODY)?...`` for ``^(?:/BODY)?...``; None if neither."""
+    for start in ("^", "\\A"):
+        if pattern.startswith(start + "/"):
+            return pattern[len(start) + 1:]
+        if pattern.startswith(start + "(?:/"):
+            group_end = _group_end(pattern, len(start))
+            inner, tail = pattern[len(start) + 4:group_end], pattern[group_end + 1:]
+            if group_end < 0 or _has_top_level_alternation(inner) or tail not in ("?", "?$", "?\\Z"):
+                return None  # what follows the group could match the slash itself
+            return "(?:" + inner + ")" + tail
+    return None
+
+
+def _optionally_slashed(pattern):
+    return pattern.startswith(("^(?:/", "\\A(?:/"))
+
+
+def _anchored_at_the_end(body):
+    if body.endswith("\\Z"):
+        return body[:-2]
+    if body.endswith("$") and not _escaped(body, len(body) - 1):
+        return body[:-1]
+    return body + ".*"  # search() ignored whatever followed
+
+
+def _group_end(pattern, start):
+    """The index of the ``)`` closing the group opened at `start`, or -1."""
+    depth, in_class, index = 0, False, start
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            opening = pattern[index + 1:index + 3]
+            index += 2 if opening == "^]" else 1 if opening[:1] == "]" else 0
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return -1
 
 
 def migrate(source):
@@ -101,7 +153,8 @@ def _header(tree, tasks, notes):
         lines.append("from tornado.httputil import HTTPHeaders")
     lines.append("from ufop_sdk import Processor")
     compat = sorted({"Response"} & imported | ({"search_route"} if any(
-        task["route"] is None and task["original"] is not None for task in tasks) else set()))
+        task["route"] is None and task["original"] is not None for task in tasks) else set())
+        | ({"Task"} if "Task" in imported or any(task["bind"] for task in tasks) else set()))
     if compat:
         lines.append(f"from ufop_sdk.compat import {', '.join(compat)}")
     lines += [f"{TODO} {note}" for note in notes]
@@ -133,7 +186,7 @@ def _tasks(tree, apps):
             tasks.append({"name": node.name, "decorator": decorator, "original": original,
                           "route": convert_route(original) if original is not None else None,
                           "doc": ast.get_docstring(node), "wraps_buffer": _uses_getvalue(node),
-                          "timeout": timeout})
+                          "timeout": timeout, "bind": _is_bound(decorator)})
     return tasks, notes
 
 
@@ -154,7 +207,12 @@ def _processor_class(task, class_name):
         lines.append(f"    timeout = {task['timeout']!r}")
     buffer = "io.BytesIO(req.buffer.read())" if task["wraps_buffer"] else "req.buffer"
     call = f"{task['name']}({buffer}, dict(req.args), req.declared_content_type or req.content_type)"
-    lines += ["", "    def process(self, req):", f"        return {call}", ""]
+    process = ["", "    def process(self, req):"]
+    if task["bind"]:  # the Task that ufop_sdk.compat passes a bound task, made the same way
+        process.append(f'        task = Task(__name__ + ".{task["name"]}", {_literal(task["original"])}, '
+                       f"req.request_id)")
+        call = call.replace("(", "(task, ", 1)
+    lines += [*process, f"        return {call}", ""]
     return "\n".join(lines)
 
 
@@ -185,6 +243,11 @@ def _in_decorator(name, tasks):
 def _in_assignment(name, tree, apps):
     return any(_is_app_assignment(node, apps) and node.lineno <= name.lineno <= node.end_lineno
                for node in tree.body)
+
+
+def _is_bound(decorator):
+    return any(keyword.arg == "bind" and isinstance(keyword.value, ast.Constant)
+               and keyword.value.value is True for keyword in decorator.keywords)
 
 
 def _uses_getvalue(function):

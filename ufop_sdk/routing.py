@@ -84,10 +84,17 @@ class RouteTable:
             if self._by_name.setdefault(route.name, route) is not route:
                 raise ProjectError(f"two processors are named {route.name}: rename one")
 
-    def match(self, params):
-        """The first route that fully matches `params`, or None."""
+    def match(self, params, rest=None):
+        """The first route that fully matches `params`, or None.
+
+        `rest` is the cmd after the ufop name (``""`` for a bare name, ``"/"``
+        for ``"name/"``), which qiniu-ufop routes (ufop_sdk.compat) match
+        instead; without it, a bare name is assumed when `params` is empty.
+        """
+        if rest is None:
+            rest = "/" + params if params else ""
         for route in self.routes:
-            found = route.pattern.fullmatch(params)
+            found = _match_route(route.pattern, params, rest)
             if found:
                 groups = {k: v for k, v in found.groupdict().items() if v is not None}
                 return RouteMatch(route, groups)
@@ -95,8 +102,8 @@ class RouteTable:
 
     def resolve(self, cmd):
         """The RouteMatch for a full cmd; raises BadRequest (no cmd) or NotFound."""
-        _, params = split_cmd(cmd)
-        match = self.match(params)
+        name, params = split_cmd(cmd)
+        match = self.match(params, rest=cmd[len(name):])
         if match is None:
             raise NotFound(f"no processor matches {params!r} (cmd {cmd!r})")
         return match
@@ -113,6 +120,14 @@ class RouteTable:
 
     def __repr__(self):
         return f"RouteTable({list(self.routes)!r})"
+
+
+def _match_route(pattern, params, rest):
+    # qiniu-ufop cut the name with re.sub(r"^[^/]+", "", cmd): its routes see the slash, and tell
+    # a bare name ("") from "name/" ("/"), which `params` cannot.
+    if hasattr(pattern, "match_cmd_rest"):
+        return pattern.match_cmd_rest(rest)
+    return pattern.fullmatch(params)
 
 
 def compile_route(cls, default_timeout):
