@@ -81,13 +81,20 @@ QUICK = textwrap.dedent("""
 """)
 
 
+@contextlib.contextmanager
+def quick_on_a_worker(redis_server, folder, db):
+    """An origin, and the Quick project served in Celery mode with a 10 s UFOP_FETCH_TIMEOUT."""
+    (folder / "processors.py").write_text(QUICK)
+    url = redis_server.url(db)
+    env = {"UFOP_BROKER_URL": url, "UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "10"}
+    with Origin() as origin, Worker(folder, url, env=env), \
+            Server(folder, "--host", "127.0.0.1", env=env) as server:
+        yield origin, server
+
+
 def test_the_source_fetch_does_not_count_against_the_processors_timeout_on_a_worker(redis_server, tmp_path):
     """The same rule as serve's local workers: the fetch has UFOP_FETCH_TIMEOUT, the processor its timeout."""
-    (tmp_path / "processors.py").write_text(QUICK)
-    url = redis_server.url(6)
-    env = {"UFOP_BROKER_URL": url, "UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "10"}
-    with Origin() as origin, Worker(tmp_path, url, env=env), \
-            Server(tmp_path, "--host", "127.0.0.1", env=env) as server:
+    with quick_on_a_worker(redis_server, tmp_path, 6) as (origin, server):
         origin.serve("/slow", b"worth the wait", delay=3.5)
         status, _, body = server.post("t/quick", url=origin.url("/slow"), timeout=30)
     assert (status, body) == (200, b"worth the wait")
@@ -95,11 +102,7 @@ def test_the_source_fetch_does_not_count_against_the_processors_timeout_on_a_wor
 
 def test_a_processor_running_past_its_timeout_after_a_fetch_is_504_at_its_own_timeout(redis_server, tmp_path):
     """Not at the task's soft limit, which also covers UFOP_FETCH_TIMEOUT (10 s here)."""
-    (tmp_path / "processors.py").write_text(QUICK)
-    url = redis_server.url(7)
-    env = {"UFOP_BROKER_URL": url, "UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "10"}
-    with Origin() as origin, Worker(tmp_path, url, env=env), \
-            Server(tmp_path, "--host", "127.0.0.1", env=env) as server:
+    with quick_on_a_worker(redis_server, tmp_path, 7) as (origin, server):
         origin.serve("/source", b"x", delay=0.5)
         began = time.monotonic()
         status, _, body = server.post("t/quick/8", url=origin.url("/source"), timeout=30)
@@ -107,4 +110,3 @@ def test_a_processor_running_past_its_timeout_after_a_fetch_is_504_at_its_own_ti
     assert status == 504, body
     assert "timeout of 2s" in json.loads(body)["error"]
     assert elapsed < 7, f"answered after {elapsed:.1f} s, not at the processor's own 2 s"
-

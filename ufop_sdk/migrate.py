@@ -73,6 +73,15 @@ def _anchored_at_the_end(body):
 
 def _group_end(pattern, start):
     """The index of the ``)`` closing the group opened at `start`, or -1."""
+    for index, char, depth in _structure(pattern, start):
+        if char == ")" and depth == 0:
+            return index
+    return -1
+
+
+def _structure(pattern, start=0):
+    """(index, char, depth after it) for each character of `pattern` from `start` that is
+    regex structure: not escaped, not inside a character class."""
     depth, in_class, index = 0, False, start
     while index < len(pattern):
         char = pattern[index]
@@ -83,16 +92,13 @@ def _group_end(pattern, start):
             in_class = char != "]"
         elif char == "[":
             in_class = True
+            # a "]" first in a class (after any "^") is a literal, not the class's end
             opening = pattern[index + 1:index + 3]
             index += 2 if opening == "^]" else 1 if opening[:1] == "]" else 0
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return index
+        else:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            yield index, char, depth
         index += 1
-    return -1
 
 
 def migrate(source):
@@ -276,26 +282,6 @@ def _unescaped_dollar(text):
 
 
 def _has_top_level_alternation(pattern):
-    depth, in_class, index = 0, False, 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\":
-            index += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-            # a "]" first in a class (after any "^") is a literal, not the class's end
-            opening = pattern[index + 1:index + 3]
-            index += 2 if opening == "^]" else 1 if opening[:1] == "]" else 0
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            return True
-        index += 1
-    return False
+    return any(char == "|" and depth == 0 for _, char, depth in _structure(pattern))
 
 
