@@ -100,7 +100,7 @@ class Service:
         job = Job(cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
                   request_id=request_id, url=url, declared_content_type=declared_content_type,
                   body=body, file=file)
-        return self.executor.submit(job) if admission is None else self.executor.submit(job, admission)
+        return self.executor.submit(job, admission)
 
     async def _fetch_and_process(self, match, cmd, request_id, url, timings, admission):
         began = time.monotonic()

@@ -56,7 +56,7 @@ class CeleryExecutor(Executor):
     async def start(self):
         self._listener = asyncio.ensure_future(self._listen())
 
-    async def submit(self, job):
+    async def submit(self, job, admission=None):  # workers fetch sources: nothing is admitted early
         if len(self.waiting) >= self.pending_limit:
             raise Overloaded(f"too many requests in progress ({self.pending_limit}); retry shortly")
         reply_id = uuid.uuid4().hex

@@ -14,14 +14,12 @@ periodic sweep checks deadlines.
 import asyncio
 import collections
 import logging
-import os
 import sys
 import time
 
 from tornado.ioloop import PeriodicCallback
 
 from ..errors import Overloaded, ProcessingTimeout, UfopError
-from ..settings import read_env_file
 from .base import Executor, Reply
 from .worker_process import Entry, WorkerLost, WorkerProcess
 
@@ -52,16 +50,15 @@ class LocalPool(Executor):
         self._deadlines = None
 
     def configure(self, settings):
-        """Take the worker count, limits, project and environment from `settings`.
+        """Take the worker count, limits and project from `settings`.
 
-        Workers get the project's ``.env`` in their environment, under the
-        process's own, so processors can read their own variables.
+        Workers inherit this process's environment, which holds the project's
+        ``.env`` already (settings.load_env_file, on every command and reload).
         """
         self.command = [sys.executable, "-m", "ufop_sdk.executors.local_worker", "--project",
                         str(settings.project_dir), "--app", settings.app, "--timeout", str(settings.timeout)]
         if self.debug:
             self.command.append("--debug")
-        self.environment = {**read_env_file(settings.project_dir), **os.environ}
         self.size = settings.concurrency
         self.pending_limit = settings.pending_limit
         self.queue_timeout = settings.queue_timeout
@@ -263,7 +260,7 @@ class LocalPool(Executor):
         if self._closing or generation != self.generation:
             return
         try:
-            worker = await WorkerProcess.start(self.command, self.environment, generation, self)
+            worker = await WorkerProcess.start(self.command, generation, self)
         except Exception as exc:  # noqa: BLE001 - whatever stops a worker starting, /health says why
             if not isinstance(exc, OSError):  # a bad environment or a bug: the traceback says which
                 log.exception("cannot start a worker")

@@ -76,14 +76,14 @@ class WorkerProcess:
         self._pidfd = None
 
     @classmethod
-    async def start(cls, command, environment, generation, pool):
+    async def start(cls, command, generation, pool):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Room for a whole in-memory input in the socket, so sending it takes one
         # call and no copy in this process (the kernel caps it at wmem_max).
         parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         try:
             process = subprocess.Popen([*command, "--fd", str(child.fileno())], pass_fds=[child.fileno()],
-                                       env=environment, start_new_session=True)
+                                       start_new_session=True)
         except BaseException:
             parent.close()
             raise
