@@ -158,7 +158,8 @@ def celery_mode(rounds, seconds):
     port = free_port()
     figures = {"p50": [], "p99": [], "rps": [], "echo": []}
     with Redis() as redis:
-        env = {"UFOP_BROKER_URL": redis.url, "UFOP_MAX_BODY_BYTES": "2MiB"}
+        # One UFOP_NAME for both: it names the queue the worker consumes (serve() sets it too).
+        env = {"UFOP_BROKER_URL": redis.url, "UFOP_MAX_BODY_BYTES": "2MiB", "UFOP_NAME": "bench-ufop"}
         worker = subprocess.Popen([sys.executable, "-m", "ufop_sdk", "worker", "--project", str(TRIVIAL)],
                                   env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
