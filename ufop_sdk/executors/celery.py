@@ -4,6 +4,9 @@ Sending uses the task's ``apply_async`` in a small thread pool, so a slow or
 absent broker never blocks the event loop. Answers come back on this
 server's own Redis list, drained by one reader (a BLPOP loop on the event
 loop, no polling sleeps), which hands each answer to the request awaiting it.
+The reader is supervised: a bad item is skipped, and a reader that ends is
+started again. Workers' heartbeats (celery_fleet) say whether any consumes
+the queue.
 """
 
 import asyncio
@@ -14,12 +17,14 @@ import uuid
 
 import msgpack
 import redis.asyncio
+from msgpack import UnpackException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..errors import Overloaded, ProcessingTimeout, UfopError
 from .base import Executor, Reply
 from .celery_app import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames, make_celery_app
+from .celery_fleet import HEARTBEAT_SECONDS, HEARTBEAT_TTL, Fleet, read_fleet
 
 log = logging.getLogger("ufop_sdk.celery")
 
@@ -50,11 +55,14 @@ class CeleryExecutor(Executor):
         self.sender = concurrent.futures.ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="ufop-send")
         self.waiting = {}
         self.pending_limit = settings.pending_limit
-        self.broker_problem = None
-        self._listener = None
+        self.fleet = Fleet()
+        self.listener_problem = None
+        self._listener = self._watcher = None
+        self._closing = False
 
     async def start(self):
-        self._listener = asyncio.ensure_future(self._listen())
+        self._start_listener()
+        self._watcher = asyncio.ensure_future(self._watch_workers())
 
     async def submit(self, job, admission=None):  # workers fetch sources: nothing is admitted early
         if len(self.waiting) >= self.pending_limit:
@@ -86,9 +94,23 @@ class CeleryExecutor(Executor):
                      max(0.0, total - reply["seconds"]), reply["seconds"])
 
     async def health(self):
+        problems = await self._broker_health()
+        if problems:
+            return problems
+        if self.listener_problem:
+            problems["replies"] = f"the reader of this server's answers is down: {self.listener_problem}"
+        if not self.fleet.nodes:
+            problems["workers"] = (f"no worker consumes the queue {self.names.queue!r}: none has sent a "
+                                   f"heartbeat in the last {HEARTBEAT_TTL}s (start `ufop-sdk worker` with "
+                                   "this server's UFOP_BROKER_URL and UFOP_NAME)")
+        return problems
+
+    async def _broker_health(self):
+        """The broker's problem, if any; else `fleet` is read afresh, not up to a second old
+        (just after Redis restarts, the heartbeats are there again before requests succeed)."""
         for attempt in (1, 2):  # a pooled connection may have died with a Redis now back
             try:
-                await asyncio.wait_for(self.redis.ping(), BROKER_SECONDS)
+                self.fleet = await asyncio.wait_for(read_fleet(self.redis, self.names), BROKER_SECONDS)
                 return {}
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 if attempt == 2 or not isinstance(exc, (RedisConnectionError, ConnectionError)):
@@ -96,11 +118,16 @@ class CeleryExecutor(Executor):
         return {}
 
     def describe(self):
-        return {"mode": "celery", "pending": len(self.waiting)}
+        """``workers`` and ``busy`` count the processes of every live worker of this ufop (which
+        all its servers share); ``pending``, this server's requests awaiting an answer."""
+        return {"mode": "celery", "workers": self.fleet.processes, "busy": self.fleet.busy,
+                "worker_nodes": self.fleet.nodes, "pending": len(self.waiting)}
 
     async def close(self):
-        if self._listener is not None:
-            self._listener.cancel()
+        self._closing = True
+        for task in (self._listener, self._watcher):
+            if task is not None:
+                task.cancel()
         for future in self.waiting.values():
             if not future.done():
                 future.set_exception(Overloaded("the server is shutting down"))
@@ -157,23 +184,57 @@ class CeleryExecutor(Executor):
             raise UfopError("the answer expired before the server took it")
         return data
 
+    def _start_listener(self):
+        if not self._closing:
+            self.listener_problem = None
+            self._listener = asyncio.ensure_future(self._listen())
+            self._listener.add_done_callback(self._listener_ended)
+
+    def _listener_ended(self, listener):
+        """Start the reader again, a moment later, however it ended (unless the server closes)."""
+        if self._closing:
+            return
+        reason = "cancelled" if listener.cancelled() else repr(listener.exception())
+        self.listener_problem = f"it stopped ({reason}); restarting it"
+        log.error("the reader of this server's answers stopped (%s); restarting it", reason)
+        asyncio.get_running_loop().call_later(RECONNECT_DELAY, self._start_listener)
+
     async def _listen(self):
         """The one reader of this server's reply list."""
         while True:
             try:
                 item = await self.listener_redis.blpop([self.reply_key], timeout=LISTEN_SECONDS)
             except (RedisError, OSError) as exc:
-                self._broker_down(exc)
+                self.listener_problem = self._broker_down(exc).message
                 await asyncio.sleep(RECONNECT_DELAY)
                 continue
-            if item is None:
-                continue
-            reply = msgpack.unpackb(item[1], raw=False)
-            future = self.waiting.get(reply["id"])
-            if future is not None and not future.done():
-                future.set_result(reply)
-            elif reply.get("body_key"):  # nobody waits any more (timed out): drop its answer now
-                asyncio.ensure_future(self.redis.delete(reply["body_key"]))
+            self.listener_problem = None
+            if item is not None:
+                self._deliver(item[1])
+
+    def _deliver(self, packed):
+        """Hand an answer to the request awaiting it; an item no worker wrote is logged and skipped."""
+        try:
+            reply = msgpack.unpackb(packed, raw=False)
+            reply_id, body_key = reply["id"], reply.get("body_key")
+        except (UnpackException, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.error("skipped a malformed item in this server's reply list (%d bytes, %r...): %s",
+                      len(packed), packed[:32], exc)
+            return
+        future = self.waiting.get(reply_id)
+        if future is not None and not future.done():
+            future.set_result(reply)
+        elif body_key:  # nobody waits any more (timed out): drop its answer now
+            asyncio.ensure_future(self.redis.delete(body_key))
+
+    async def _watch_workers(self):
+        """Keep `fleet` current from the workers' heartbeats; the broker check reports a failure."""
+        while True:
+            try:
+                self.fleet = await asyncio.wait_for(read_fleet(self.redis, self.names), BROKER_SECONDS)
+            except (RedisError, OSError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     def _broker_down(self, exc):
         reason = str(exc) or type(exc).__name__

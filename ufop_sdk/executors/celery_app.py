@@ -34,6 +34,7 @@ from ..gc_tuning import settle_garbage_collector
 from ..response import error_response
 from ..runner import Runner
 from ..source import SourceFetcher, SourcePolicy
+from .celery_fleet import Heartbeat
 from .celery_versions import require_tested_versions
 
 # The classes below patch kombu's and Celery's private internals: see celery_versions.py for the
@@ -135,6 +136,14 @@ class RedisNames:
     def attempts(self, reply_id):
         return f"{self.prefix}:attempts:{reply_id}"
 
+    def workers(self):
+        """The set naming the workers whose heartbeats are current (celery_fleet)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, node):
+        """One worker's heartbeat, which expires unless renewed."""
+        return f"{self.prefix}:worker:{node}"
+
     def replies(self, server_id):
         """One server's reply list, which its listener drains."""
         return f"{self.prefix}:replies:{server_id}"
@@ -166,6 +175,7 @@ def make_celery_app(settings, app):
         # again) rather than finishing into a pool it cannot drain: it then recovers by itself.
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
+    celery.steps["consumer"].add(Heartbeat)
     celery.ufop = {"settings": settings, "app": app, "runner": None, "redis": None, "names": names}
     for route in app.routes:
         _register(celery, route, names)
