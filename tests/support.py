@@ -344,7 +344,8 @@ OLDSTYLE = PROJECTS / "oldstyle"
 OLDSTYLE_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
 
 Answer = namedtuple("Answer", "status content_type custom body")
-Answer.__doc__ = "What a cmd got: status, Content-Type, the X-Custom header (None over the CLI) and body."
+Answer.__doc__ = ("What a cmd got: status, Content-Type, a header of the app's own (X-Custom unless said "
+                  "otherwise; None over the CLI) and body.")
 
 TEXT = "text/plain; charset=utf-8"
 OLDER_JSON = "application/json; charset=utf-8"  # qiniu-ufop's json.dumps(value), with its ", " and ": "
@@ -391,13 +392,12 @@ SINGLE_PROCESSOR = '''
 '''
 
 
-def http_answer(server, params, body=b"", content_type=None, name="oldufop"):
-    """The Answer a running server gives `params` (the cmd after the ufop `name`)."""
+def http_answer(server, params, body=b"", content_type=None, name="oldufop", header="X-Custom"):
+    """The Answer a running server gives `params` (the cmd after the ufop `name`), `header` as its custom."""
     cmd = f"{name}/{params}" if params else name
     headers = {"Content-Type": content_type} if content_type else {}
     status, response_headers, response_body = server.post(cmd, body, headers=headers)
-    return Answer(status, response_headers.get("Content-Type"), response_headers.get("X-Custom"),
-                  response_body)
+    return Answer(status, response_headers.get("Content-Type"), response_headers.get(header), response_body)
 
 
 _WRITTEN = re.compile(r"(\d{3}) (.*), \d+ bytes -> ")
