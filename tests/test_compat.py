@@ -19,6 +19,7 @@ from support import (
     OLDSTYLE_PNG,
     QUICKSTART,
     SINGLE_PROCESSOR,
+    TEXT,
     Server,
     cli_answer,
     cli_answers,
@@ -159,6 +160,41 @@ def test_a_response_with_http_headers_keeps_them_and_its_status(load_runner):
     assert outcome.response.status == 201
     assert outcome.response.headers == {"X-Custom": "made-9"}  # Content-Type became the content type
     assert outcome.response.content_type == "text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"name": "caf\u00e9", "n": [1, 2.5]}, (200, OLDER_JSON, b'{"name": "caf\\u00e9", "n": [1, 2.5]}')),
+    ([1, "a"], (200, OLDER_JSON, b'[1, "a"]')),
+    ({"x": float("nan")}, (200, OLDER_JSON, b'{"x": NaN}')),  # json.dumps' default, so qiniu-ufop's
+    ("caf\u00e9", (200, TEXT, "caf\u00e9".encode())),
+    (({"a": 1}, "text/x-json"), (200, "text/x-json", b'{"a": 1}')),
+    (("text", "text/html"), (200, "text/html", b"text")),
+    (("text", ""), (200, TEXT, b"text")),  # qiniu-ufop set the content type only `if content_type`
+    ((OLDSTYLE_PNG, None), (200, "image/png", OLDSTYLE_PNG)),  # bytes: sniffed
+    ((qiniu_ufop.Response(code=201, body="x"), "text/csv"), (201, "text/csv", b"x")),
+    (None, (200, "application/x-empty", b"")),  # qiniu-ufop answered None with an empty 200
+])
+def test_return_values_are_answered_by_qiniu_ufops_rules(value, expected):
+    response = compat.older_response(value, "task")
+    assert (response.status, response.content_type, response.body) == expected
+
+
+def test_a_dict_that_is_not_json_is_a_500_naming_the_task(make_project, load_runner):
+    folder = make_project(app='''
+        import datetime
+
+        from qiniu_ufop import QiniuUFOP
+
+        ufop = QiniuUFOP()
+
+        @ufop.task(route=r"^/when$")
+        def when(buffer, args, content_type):
+            return {"at": datetime.date(2020, 1, 1)}
+    ''')
+    status, content_type, body, _ = answer(load_runner(folder, app="app"), "when")
+    assert (status, content_type) == (500, "application/json")
+    assert json.loads(body)["error"] == ("processor 'when' returned a dict that is not JSON: "
+                                         "Object of type date is not JSON serializable")
 
 
 @pytest.mark.parametrize("arguments, expected", [
