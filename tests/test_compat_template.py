@@ -59,8 +59,9 @@ def worker_log():
         yield WORKER_LOG_TEXT.encode("utf-8")
     finally:
         WORKER_LOG.unlink(missing_ok=True)
-        for folder in made:  # the deepest first
-            folder.rmdir()
+        for folder in made:  # the deepest first; those a failed mkdir did not make are gone already
+            if folder.exists():
+                folder.rmdir()
 
 
 @contextlib.contextmanager
