@@ -344,9 +344,11 @@ OLDSTYLE = PROJECTS / "oldstyle"
 OLDSTYLE_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
 
 Answer = namedtuple("Answer", "status content_type custom body")
-Answer.__doc__ = "What a cmd got: status, Content-Type, the X-Custom header (None over the CLI) and body."
+Answer.__doc__ = ("What a cmd got: status, Content-Type, a header of the app's own (X-Custom unless said "
+                  "otherwise; None over the CLI) and body.")
 
 TEXT = "text/plain; charset=utf-8"
+OLDER_JSON = "application/json; charset=utf-8"  # qiniu-ufop's json.dumps(value), with its ", " and ": "
 # params, body, declared Content-Type (None: none), and the Answer the oldstyle app gives.
 OLDSTYLE_CASES = [
     ("hello", b"", None, Answer(200, TEXT, None, b"hello world")),
@@ -355,9 +357,9 @@ OLDSTYLE_CASES = [
     ("hello/bob/extra", b"plain words\n", None, Answer(200, "text/plain", None, b"plain words\n")),
     ("xhello", b"plain words\n", None, Answer(200, "text/plain", None, b"plain words\n")),
     ("json", b"abc", "text/x-declared",
-     Answer(200, "application/json", None, b'{"args":{},"content_type":"text/x-declared","size":3}')),
+     Answer(200, OLDER_JSON, None, b'{"args": {}, "content_type": "text/x-declared", "size": 3}')),
     ("json/extra", OLDSTYLE_PNG, None,
-     Answer(200, "application/json", None, b'{"args":{},"content_type":"image/png","size":29}')),
+     Answer(200, OLDER_JSON, None, b'{"args": {}, "content_type": "image/png", "size": 29}')),
     ("created/42", b"", None, Answer(201, "text/html; charset=utf-8", "made-42", b"<p>created 42</p>")),
     ("created/x", OLDSTYLE_PNG, None, Answer(200, "image/png", None, OLDSTYLE_PNG)),
     ("buffered", b"some data", None, Answer(200, "text/plain", None, b"buffered: some data")),
@@ -390,13 +392,12 @@ SINGLE_PROCESSOR = '''
 '''
 
 
-def http_answer(server, params, body=b"", content_type=None, name="oldufop"):
-    """The Answer a running server gives `params` (the cmd after the ufop `name`)."""
+def http_answer(server, params, body=b"", content_type=None, name="oldufop", header="X-Custom"):
+    """The Answer a running server gives `params` (the cmd after the ufop `name`), `header` as its custom."""
     cmd = f"{name}/{params}" if params else name
     headers = {"Content-Type": content_type} if content_type else {}
     status, response_headers, response_body = server.post(cmd, body, headers=headers)
-    return Answer(status, response_headers.get("Content-Type"), response_headers.get("X-Custom"),
-                  response_body)
+    return Answer(status, response_headers.get("Content-Type"), response_headers.get(header), response_body)
 
 
 _WRITTEN = re.compile(r"(\d{3}) (.*), \d+ bytes -> ")

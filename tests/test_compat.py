@@ -13,11 +13,13 @@ import textwrap
 
 import pytest
 from support import (
+    OLDER_JSON,
     OLDSTYLE,
     OLDSTYLE_CASES,
     OLDSTYLE_PNG,
     QUICKSTART,
     SINGLE_PROCESSOR,
+    TEXT,
     Server,
     cli_answer,
     cli_answers,
@@ -137,7 +139,7 @@ def test_a_group_that_did_not_take_part_is_left_out_of_args(make_project, load_r
 ])
 def test_the_content_type_given_is_the_declared_one_else_the_sniffed_one(load_runner, body, declared, seen):
     status, content_type, answered, _ = answer(load_runner(OLDSTYLE, app="app"), "json", body, declared)
-    assert (status, content_type) == (200, "application/json")
+    assert (status, content_type) == (200, OLDER_JSON)
     assert json.loads(answered) == {"args": {}, "content_type": seen, "size": len(body)}
 
 
@@ -145,7 +147,7 @@ def test_the_content_type_given_is_the_declared_one_else_the_sniffed_one(load_ru
     ("png", 200, "image/png", OLDSTYLE_PNG),  # bytes: sniffed, not application/octet-stream
     ("upper", 200, "text/x-upper", b"INPUT"),  # (value, content_type)
     ("hello", 200, "text/plain; charset=utf-8", b"hello world"),  # str
-    ("json", 200, "application/json", b'{"args":{},"content_type":"text/plain","size":5}'),  # dict
+    ("json", 200, OLDER_JSON, b'{"args": {}, "content_type": "text/plain", "size": 5}'),  # json.dumps(dict)
     ("created/3", 201, "text/html; charset=utf-8", b"<p>created 3</p>"),  # Response with headers
     ("buffered", 200, "text/plain", b"buffered: input"),  # Response(buffer=...), sniffed
 ])
@@ -158,6 +160,41 @@ def test_a_response_with_http_headers_keeps_them_and_its_status(load_runner):
     assert outcome.response.status == 201
     assert outcome.response.headers == {"X-Custom": "made-9"}  # Content-Type became the content type
     assert outcome.response.content_type == "text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"name": "caf\u00e9", "n": [1, 2.5]}, (200, OLDER_JSON, b'{"name": "caf\\u00e9", "n": [1, 2.5]}')),
+    ([1, "a"], (200, OLDER_JSON, b'[1, "a"]')),
+    ({"x": float("nan")}, (200, OLDER_JSON, b'{"x": NaN}')),  # json.dumps' default, so qiniu-ufop's
+    ("caf\u00e9", (200, TEXT, "caf\u00e9".encode())),
+    (({"a": 1}, "text/x-json"), (200, "text/x-json", b'{"a": 1}')),
+    (("text", "text/html"), (200, "text/html", b"text")),
+    (("text", ""), (200, TEXT, b"text")),  # qiniu-ufop set the content type only `if content_type`
+    ((OLDSTYLE_PNG, None), (200, "image/png", OLDSTYLE_PNG)),  # bytes: sniffed
+    ((qiniu_ufop.Response(code=201, body="x"), "text/csv"), (201, "text/csv", b"x")),
+    (None, (200, "application/x-empty", b"")),  # qiniu-ufop answered None with an empty 200
+])
+def test_return_values_are_answered_by_qiniu_ufops_rules(value, expected):
+    response = compat.older_response(value, "task")
+    assert (response.status, response.content_type, response.body) == expected
+
+
+def test_a_dict_that_is_not_json_is_a_500_naming_the_task(make_project, load_runner):
+    folder = make_project(app='''
+        import datetime
+
+        from qiniu_ufop import QiniuUFOP
+
+        ufop = QiniuUFOP()
+
+        @ufop.task(route=r"^/when$")
+        def when(buffer, args, content_type):
+            return {"at": datetime.date(2020, 1, 1)}
+    ''')
+    status, content_type, body, _ = answer(load_runner(folder, app="app"), "when")
+    assert (status, content_type) == (500, "application/json")
+    assert json.loads(body)["error"] == ("processor 'when' returned a dict that is not JSON: "
+                                         "Object of type date is not JSON serializable")
 
 
 @pytest.mark.parametrize("arguments, expected", [

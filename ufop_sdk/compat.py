@@ -11,19 +11,31 @@
 The older semantics are kept: the ufop name is cut from the cmd as
 ``re.sub(r"^[^/]+", "", cmd)`` did, leaving ``/<params>`` with its leading
 slash (``""`` for the bare name, ``"/"`` for ``"name/"``), and each route is
-tried with ``re.search`` in registration order. Its bugs are not: a group that did not
-take part is left out of ``args`` rather than None, and ``bytes`` get a
-sniffed content type. Each decorated function becomes a `Processor`, so the
-server, ``ufop-sdk test``, both executors and publish work with it.
+tried with ``re.search`` in registration order. So are its answers (see
+`older_response`): a dict or list is ``json.dumps(value)`` as qiniu-ufop wrote it
+(``", "`` and ``": "`` separators, non-ASCII escaped) with ``application/json;
+charset=utf-8``, a str is ``text/plain; charset=utf-8``, None is an empty 200, and a
+``(value, content_type)`` tuple sets the content type. Its bugs are not: a group
+that did not take part is left out of ``args`` rather than None, ``bytes`` get a
+sniffed content type rather than Tornado's ``text/html``, and the ``content_type``
+given to a task is sniffed when the request declared none. Each decorated
+function becomes a `Processor`, so the server, ``ufop-sdk test``, both executors
+and publish work with it.
 """
 
 import io
+import json
 import re
 import types
 import warnings
 
+import attrs
+
 from .processor import Processor
+from .response import TEXT, json_response, to_response
 from .response import Response as _Response
+
+OLDER_JSON = "application/json; charset=utf-8"
 
 
 class SearchRoute:
@@ -160,13 +172,40 @@ def _processor_for(function, route, options):
         arguments = (io.BytesIO(req.buffer.read()), dict(req.args), content_type)
         if options.get("bind"):
             arguments = (Task(task_name, route, req.request_id), *arguments)
-        return function(*arguments)
+        return older_response(function(*arguments), type(self).__qualname__)
 
     attributes = {"route": SearchRoute(route), "process": process, "__module__": function.__module__,
                   "__doc__": function.__doc__, "__qualname__": function.__qualname__}
     if options.get("time_limit") or options.get("soft_time_limit"):
         attributes["timeout"] = options.get("soft_time_limit") or options["time_limit"]
     return type(function.__name__, (Processor,), attributes)
+
+
+def older_response(value, processor_name):
+    """The Response qiniu-ufop's ResultHandler made of a task's return `value`.
+
+    A two-item tuple is ``(value, content_type)``, the content type (when not
+    empty) replacing the one below. A dict or list becomes qiniu-ufop's
+    ``json.dumps(value)`` with ``application/json; charset=utf-8``, a str
+    ``text/plain; charset=utf-8``, None an empty 200; bytes and a Response are
+    answered as ufop-sdk answers them. Raises UfopError naming `processor_name`
+    for a value that cannot be sent, as `to_response` does.
+    """
+    content_type = None
+    if isinstance(value, tuple) and len(value) == 2:
+        value, content_type = value
+    if isinstance(value, (dict, list)):
+        value = json_response(value, processor_name, _older_json, OLDER_JSON)
+    elif isinstance(value, str):
+        value = _Response.text(value)
+    elif value is None:
+        value = _Response(b"")
+    response = to_response(value, processor_name)
+    return attrs.evolve(response, content_type=content_type) if content_type else response
+
+
+def _older_json(value):
+    return json.dumps(value).encode("utf-8")  # qiniu-ufop's defaults: ", " and ": ", ASCII, NaN allowed
 
 
 def Response(code=200, headers=None, body=None, buffer=None, reason=None):  # noqa: N802 - the older API's name
@@ -183,5 +222,5 @@ def Response(code=200, headers=None, body=None, buffer=None, reason=None):  # no
         body = buffer.getvalue() if buffer is not None else b""
     if isinstance(body, str):
         body = body.encode("utf-8")
-        content_type = content_type or "text/plain; charset=utf-8"
+        content_type = content_type or TEXT
     return _Response(bytes(body), code, headers, content_type)

@@ -1,8 +1,9 @@
 """Rewriting a qiniu-ufop ``app.py`` as a ufop-sdk ``processors.py``.
 
 Each ``@ufop.task(route=...)`` function stays as it is, and gains a Processor
-class that calls it, with its route rewritten for ``re.fullmatch`` on the
-params without the leading slash. What cannot be rewritten exactly is kept
+class that calls it and answers its value as qiniu-ufop did (``older_response``:
+its JSON, ``text/plain; charset=utf-8`` for a str), with its route rewritten for
+``re.fullmatch`` on the params without the leading slash. What cannot be rewritten exactly is kept
 working as it was and marked ``# TODO(migrate)``.
 """
 
@@ -158,7 +159,7 @@ def _header(tree, tasks, notes):
     if "HTTPHeaders" in imported:
         lines.append("from tornado.httputil import HTTPHeaders")
     lines.append("from ufop_sdk import Processor")
-    compat = sorted({"Response"} & imported | ({"search_route"} if any(
+    compat = sorted({"Response"} & imported | {"older_response"} | ({"search_route"} if any(
         task["route"] is None and task["original"] is not None for task in tasks) else set())
         | ({"Task"} if "Task" in imported or any(task["bind"] for task in tasks) else set()))
     if compat:
@@ -218,7 +219,7 @@ def _processor_class(task, class_name):
         process.append(f'        task = Task(__name__ + ".{task["name"]}", {_literal(task["original"])}, '
                        f"req.request_id)")
         call = call.replace("(", "(task, ", 1)
-    lines += [*process, f"        return {call}", ""]
+    lines += [*process, "        return older_response(", f'            {call}, "{class_name}")', ""]
     return "\n".join(lines)
 
 

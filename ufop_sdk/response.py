@@ -82,15 +82,21 @@ def to_response(value, processor_name):
         body = bytes(value)
         return Response(body, 200, {}, sniff_bytes(body))
     if isinstance(value, (dict, list)):
-        try:
-            return Response.json(value)
-        except (TypeError, ValueError) as exc:
-            raise UfopError(f"processor {processor_name!r} returned a {type(value).__name__} "
-                            f"that is not JSON: {exc}") from exc
+        return json_response(value, processor_name)
     raise UfopError(
         f"processor {processor_name!r} returned {type(value).__name__}, which cannot be sent: "
         "return str, bytes, dict, list, (value, content_type), Response or None"
     )
+
+
+def json_response(value, processor_name, encode=_to_json_bytes, content_type=JSON):
+    """A 200 Response of `value` as JSON, `encode` making the bytes; raises UfopError naming the
+    processor when `value` is not JSON."""
+    try:
+        return Response(encode(value), 200, {}, content_type)
+    except (TypeError, ValueError) as exc:
+        raise UfopError(f"processor {processor_name!r} returned a {type(value).__name__} "
+                        f"that is not JSON: {exc}") from exc
 
 
 def _checked(response, processor_name):

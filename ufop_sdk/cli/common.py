@@ -22,11 +22,11 @@ class LoadFailed(click.ClickException):
 
 
 def project_options(command):
-    """Adds ``--project DIR`` and ``--app MODULE`` to a command."""
+    """Adds ``--project DIR`` and ``--app MODULE`` (``-A``, as qiniu-ufop's commands took it) to a command."""
 
     @click.option("--project", "project", type=click.Path(file_okay=False, path_type=Path),
                   default=".", show_default=True, help="The project folder.")
-    @click.option("--app", "app", metavar="MODULE", default=None,
+    @click.option("-A", "--app", "app", metavar="MODULE", default=None,
                   help="The module holding the processors [default: UFOP_APP, else processors].")
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
