@@ -19,7 +19,7 @@ setup(
     include_package_data=True,
     install_requires=[
         "attrs>=23.1",
-        "celery>=5.7,<5.8",  # the series celery_versions.py checks: Celery mode patches its internals
+        "celery>=5.7,<5.8",  # the series ufop_sdk/executors/celery/versions.py checks: Celery mode patches its internals
         "click>=8.1",
         "kombu>=5.7,<5.8",  # likewise
         "msgpack>=1.0",

@@ -9,9 +9,9 @@ from textwrap import dedent
 import pytest
 from support import Server
 
-from ufop_sdk.project import load_app
-from ufop_sdk.runner import Runner
-from ufop_sdk.settings import Settings
+from ufop_sdk.app.project import load_app
+from ufop_sdk.app.runner import Runner
+from ufop_sdk.app.settings import Settings
 
 
 def pytest_configure(config):

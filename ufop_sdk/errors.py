@@ -20,7 +20,7 @@ processor; the details go to the log.
 
 from types import MappingProxyType
 
-from .headers import checked_headers
+from .app.headers import checked_headers
 
 
 class UfopError(Exception):

@@ -4,9 +4,9 @@ import json
 
 import attrs
 
+from .app.headers import checked_headers, header_problem
+from .app.media import sniff_bytes
 from .errors import UfopError
-from .headers import checked_headers, header_problem
-from .media import sniff_bytes
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"

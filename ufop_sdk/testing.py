@@ -16,10 +16,10 @@ import os
 from functools import cache
 from pathlib import Path
 
-from .project import load_app
-from .routing import join_cmd
-from .runner import Runner
-from .settings import Settings, load_env_file
+from .app.project import load_app
+from .app.routing import join_cmd
+from .app.runner import Runner
+from .app.settings import Settings, load_env_file
 
 
 def run(cmd, data, *, app="processors", content_type=None, project="."):

@@ -18,7 +18,7 @@ from loadgen import Call, answers, echo, error_check, eventually, every, handler
 from redis_support import RedisServer, Worker
 from support import Server
 
-from ufop_sdk.executors.celery_app import REDIS_TRANSPORT, make_celery_app
+from ufop_sdk.executors.celery.app import REDIS_TRANSPORT, make_celery_app
 
 pytestmark = pytest.mark.reliability
 

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import Server
 
+from ufop_sdk.app.routing import split_cmd
 from ufop_sdk.arguments import build_args
 from ufop_sdk.errors import BadRequest, NotFound
-from ufop_sdk.routing import split_cmd
 
 pytestmark = pytest.mark.reliability
 

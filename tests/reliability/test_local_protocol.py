@@ -13,7 +13,7 @@ from harness import PROJECT, record
 from hostile import Exploit
 from support import clean_environment
 
-from ufop_sdk.executors import protocol
+from ufop_sdk.executors.local import protocol
 
 pytestmark = pytest.mark.reliability
 
@@ -28,8 +28,8 @@ def local_worker(tmp_path):
     """A local worker of the project, started as the pool starts one: (process, its socket) once ready."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     process = subprocess.Popen(
-        [sys.executable, "-m", "ufop_sdk.executors.local_worker", "--fd", str(theirs.fileno()), "--project",
-         str(PROJECT), "--app", "processors", "--timeout", "5"],
+        [sys.executable, "-m", "ufop_sdk.executors.local.worker_main", "--fd", str(theirs.fileno()),
+         "--project", str(PROJECT), "--app", "processors", "--timeout", "5"],
         pass_fds=[theirs.fileno()], env=clean_environment({"MARKER_DIR": str(tmp_path)}),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     theirs.close()

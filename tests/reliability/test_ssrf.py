@@ -11,10 +11,10 @@ from hostile import SECRET, assert_every_internal_address_refused, error_of
 from support import Origin, Server, post_concurrently
 from tornado.netutil import DefaultLoopResolver, OverrideResolver, Resolver
 
+from ufop_sdk.app.settings import Settings
 from ufop_sdk.errors import Forbidden
-from ufop_sdk.networks import DEFAULT_BLOCKED_NETWORKS
-from ufop_sdk.settings import Settings
-from ufop_sdk.source import GuardedResolver, SourcePolicy
+from ufop_sdk.sources.fetch import GuardedResolver, SourcePolicy
+from ufop_sdk.sources.networks import DEFAULT_BLOCKED_NETWORKS
 
 pytestmark = pytest.mark.reliability
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
+from ..app.project import load_app
+from ..app.settings import Settings, load_env_file
 from ..errors import ConfigError, ProjectError
-from ..executors.celery_versions import UntestedVersions, require_tested_versions
-from ..project import load_app
-from ..settings import Settings, load_env_file
+from ..executors.celery.versions import UntestedVersions, require_tested_versions
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the work ran and failed (a processor error, a failed file)

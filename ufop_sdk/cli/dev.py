@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 import watchfiles
 
-from ..bucket import BucketHandler
+from ..app.project import load_app
+from ..app.settings import Settings, load_env_file
+from ..dev.bucket import BucketHandler
+from ..dev.playground import PlaygroundHandler
 from ..errors import ConfigError, ProjectError
-from ..playground import PlaygroundHandler
-from ..project import load_app
-from ..settings import Settings, load_env_file
 from . import serving
 from .common import load_settings, project_options
 

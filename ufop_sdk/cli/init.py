@@ -8,7 +8,7 @@ from string import Template
 import click
 
 from .. import __version__
-from ..settings import UFOP_NAME_RULE
+from ..app.settings import UFOP_NAME_RULE
 from .common import EXIT_FAILED
 
 # project file -> template file (dotfiles are stored without their dot)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..migrate import migrate
+from ..tools.migrate import migrate
 from .common import EXIT_FAILED
 
 

@@ -2,7 +2,7 @@
 
 import click
 
-from ..networks import DEFAULT_BLOCKED_NETWORKS
+from ..sources.networks import DEFAULT_BLOCKED_NETWORKS
 from . import serving
 from .common import load_project, load_settings, project_options
 

@@ -5,11 +5,11 @@ import sys
 
 import click
 
-from ..executors.local import LocalPool
-from ..lifecycle import run_server
-from ..logs import configure_logging
-from ..server import Service
-from ..source import SourceFetcher, SourcePolicy
+from ..app.logs import configure_logging
+from ..executors.local.pool import LocalPool
+from ..http.lifecycle import run_server
+from ..http.server import Service
+from ..sources.fetch import SourceFetcher, SourcePolicy
 from .common import EXIT_FAILED, require_celery_versions
 
 
@@ -20,7 +20,7 @@ def make_executor(settings, app, debug):
     """
     if settings.broker_url and not debug:
         require_celery_versions()
-        from ..executors.celery import CeleryExecutor  # only Celery mode pays for importing Celery
+        from ..executors.celery.executor import CeleryExecutor  # only Celery mode pays for importing Celery
 
         return CeleryExecutor(settings, app)
     return LocalPool(settings, debug=debug)

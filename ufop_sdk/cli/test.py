@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..media import is_textual
-from ..routing import join_cmd
-from ..runner import Runner
+from ..app.media import is_textual
+from ..app.routing import join_cmd
+from ..app.runner import Runner
 from .common import EXIT_FAILED, load_project, load_settings, project_options
 
 

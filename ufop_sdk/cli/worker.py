@@ -27,7 +27,7 @@ def worker_command(concurrency, project, app, celery_args):
     require_celery_versions()
     from celery.signals import worker_init  # only this command pays for Celery
 
-    from ..executors.celery_app import PREFORK, RedisNames, make_celery_app
+    from ..executors.celery.app import PREFORK, RedisNames, make_celery_app
 
     celery = make_celery_app(settings, load_project(settings))
     celery.conf.worker_pool = PREFORK  # by name here: the --pool flag takes only Celery's own names

@@ -4,7 +4,7 @@ import sys
 
 from ufop_sdk import Processor
 
-if sys.argv[0].endswith("local_worker.py"):
+if sys.argv[0].endswith("worker_main.py"):
     raise ImportError("libvips.so.42: cannot open shared object file")
 
 

@@ -1,0 +1,131 @@
+"""The one path every executor runs: route -> args -> accepts -> process -> Response."""
+
+import logging
+import traceback
+
+import attrs
+
+from ..arguments import build_args
+from ..errors import ProcessingTimeout, UfopError, UnsupportedMediaType
+from ..request import Request
+from ..response import error_response, to_response
+from .media import media_type_matches, sniff_file
+from .routing import split_cmd
+
+log = logging.getLogger("ufop_sdk.runner")
+
+
+@attrs.frozen
+class Outcome:
+    """A request's Response and the processor that answered (None if none matched)."""
+
+    response: object
+    processor: object = None
+
+
+class Runner:
+    """Runs a loaded App's processors in this process.
+
+    Each processor is instantiated and its ``setup()`` run once, on first use
+    or by `setup_all`. With ``debug`` true, a 500's body carries the traceback
+    (``dev`` and ``test``); otherwise only the log does.
+    """
+
+    def __init__(self, app, debug=False, timeout_exceptions=()):
+        self.app = app
+        self.debug = debug
+        # what an executor raises inside process() when time is up (Celery's soft limit)
+        self.timeout_exceptions = tuple(timeout_exceptions)
+        self._instances = {}
+        self.setup_failures = {}
+
+    def setup_all(self):
+        """Set up every processor now; returns {processor name: failure}."""
+        for route in self.app.routes:
+            try:
+                self._instance(route)
+            except UfopError:
+                pass
+        return dict(self.setup_failures)
+
+    def health_problems(self, checking=None):
+        """Why this process is unhealthy: failed setups and failing ``health()`` calls.
+
+        `checking(name)`, if given, is called before each processor's health() runs.
+        """
+        self.setup_all()
+        problems = dict(self.setup_failures)
+        for route in self.app.routes:
+            if route.name in problems:
+                continue
+            if checking is not None:
+                checking(route.name)
+            try:
+                self._instance(route).health()
+            except Exception as exc:  # noqa: BLE001 - any failure is a health problem
+                problems[route.name] = f"health() failed: {type(exc).__name__}: {exc}"
+        return problems
+
+    def run(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
+        """Route `cmd` and process one input; always an Outcome, errors as JSON Responses."""
+        try:
+            match = self.app.routes.resolve(cmd)
+        except UfopError as exc:
+            return Outcome(error_response(exc, request_id))
+        return self.execute(match.route.name, match.groups, cmd, buffer,
+                            declared_content_type=declared_content_type, url=url, request_id=request_id)
+
+    def execute(self, processor, groups, cmd, buffer, *, declared_content_type=None, url=None,
+                request_id=None):
+        """Process one input with the processor named `processor`, its route's `groups` given.
+
+        The server routes before it hands a request over, so a worker starts
+        here. Always returns an Outcome; errors become JSON Responses.
+        """
+        try:
+            route = self.app.routes.route_named(processor)
+            request = _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id)
+            value = self._instance(route).process(request)
+            return Outcome(to_response(value, processor), processor)
+        except UfopError as exc:
+            return Outcome(error_response(exc, request_id), processor)
+        except self.timeout_exceptions:
+            timeout = self.app.routes.route_named(processor).timeout
+            error = ProcessingTimeout(f"processor {processor!r} ran past its timeout of {timeout:g}s")
+            return Outcome(error_response(error, request_id), processor)
+        except Exception:
+            log.exception("request %s: processor %s raised", request_id, processor)
+            error = UfopError(f"internal error in processor {processor!r}")
+            details = traceback.format_exc() if self.debug else None
+            return Outcome(error_response(error, request_id, details), processor)
+
+    def _instance(self, route):
+        instance = self._instances.get(route.name)
+        if instance is not None:
+            return instance
+        if route.name in self.setup_failures:
+            raise UfopError(f"processor {route.name!r} is unavailable: its setup() failed")
+        try:
+            instance = route.processor()
+            instance.setup()
+        except Exception as exc:
+            log.exception("setup of processor %s failed", route.name)
+            self.setup_failures[route.name] = f"setup() failed: {type(exc).__name__}: {exc}"
+            raise UfopError(f"processor {route.name!r} is unavailable: its setup() failed") from None
+        self._instances[route.name] = instance
+        return instance
+
+
+def _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id):
+    name, params = split_cmd(cmd)
+    args = build_args(route.processor.Args, groups)
+    content_type = sniff_file(buffer)
+    if route.accepts and not any(media_type_matches(p, content_type) for p in route.accepts):
+        raise UnsupportedMediaType(
+            f"processor {route.name!r} accepts {', '.join(route.accepts)}, got {content_type}")
+    buffer.seek(0, 2)
+    size = buffer.tell()
+    buffer.seek(0)
+    return Request(buffer=buffer, args=args, content_type=content_type, cmd=cmd, name=name,
+                   params=params, size=size, declared_content_type=declared_content_type,
+                   url=url, request_id=request_id)

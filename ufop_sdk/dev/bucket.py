@@ -1,0 +1,106 @@
+"""``dev --bucket DIR``: ``GET /<key>?<fop>[|<fop>...]`` as the Qiniu platform answers it.
+
+Each step of the pipeline whose ufop name is this project's runs through the
+same path as ``/handler``: the first on the file itself (its ``req.url`` is
+the file's URL here), each later one on the previous step's output. The last
+step's answer is returned; an error at step k is returned as it is, with the
+step number in its message. Steps are split on the query's literal ``|``
+before each is percent-decoded, so ``%7C`` is a ``|`` inside a cmd.
+"""
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import attrs
+from tornado.iostream import StreamClosedError
+
+from ..app.media import sniff_file
+from ..errors import BadRequest, Forbidden, NotFound, UfopError
+from ..http.server import JsonHandler
+
+MAX_STEPS = 30  # the platform's limit on a pipeline
+CHUNK_BYTES = 64 << 10  # a file is sent in pieces of this size, never read whole
+
+
+class NotThisUfop(UfopError):
+    status = 501
+
+
+class BucketHandler(JsonHandler):
+    """Serves the files of `service.bucket`, through a pipeline when the query names one."""
+
+    async def get(self, key):
+        path = self._file(key)
+        query = self.request.query
+        with open(path, "rb") as file:
+            if not query:
+                await self._send_file(file)
+                return
+            url = f"{self.request.protocol}://{self.request.host}/{quote(key)}"
+            response = await self._pipeline([unquote(step) for step in query.split("|")], file, url)
+        self.write_response(response)
+        self.finish()
+
+    async def _send_file(self, file):
+        """Send `file` a piece at a time, each flushed before the next is read, as StaticFileHandler does."""
+        self.set_header("Content-Type", sniff_file(file))
+        self.set_header("Content-Length", os.fstat(file.fileno()).st_size)
+        try:
+            while chunk := file.read(CHUNK_BYTES):
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            return  # the client left: nothing to answer
+        self.finish()
+
+    def _file(self, key):
+        """The file `key` names, or raise: 403 for one outside the bucket, 404 for none."""
+        root = Path(self.service.bucket).resolve()
+        if "\0" in key:
+            raise BadRequest("a key cannot contain NUL")
+        try:
+            path = (root / key).resolve()
+            if root not in path.parents:
+                raise Forbidden(f"key {key!r} is outside the bucket")
+            if not path.is_file():
+                raise NotFound(f"no such key {key!r} in the bucket")
+        except (OSError, RuntimeError):  # a symlink loop, a name too long: no file by that key
+            raise NotFound(f"no such key {key!r} in the bucket") from None
+        return path
+
+    async def _pipeline(self, steps, file, url):
+        if len(steps) > MAX_STEPS:
+            raise BadRequest(f"a pipeline has at most {MAX_STEPS} steps, this one has {len(steps)}")
+        body = None
+        for number, cmd in enumerate(steps, start=1):
+            reply = await self._step(number, cmd, body, file if number == 1 else None,
+                                     url if number == 1 else None)
+            if reply.status >= 400:
+                return _numbered(reply, number, cmd)
+            body = reply.body
+        return reply
+
+    async def _step(self, number, cmd, body, file, url):
+        name = cmd.partition("/")[0]
+        own = self.service.settings.name
+        try:
+            if not cmd:
+                raise BadRequest("the step is empty")
+            if own and name != own:
+                raise NotThisUfop(f"{name!r} is another ufop: the dev server runs only {own!r}")
+            match = self.service.resolve(cmd)
+            return await self.service.process(match, cmd, self.request_id, body=body, file=file, url=url)
+        except UfopError as exc:
+            return self.service.error_response(exc, self.request_id)
+
+
+def _numbered(reply, number, cmd):
+    """The error `reply` with "step k (cmd):" before its message."""
+    try:
+        payload = json.loads(reply.body)
+        payload["error"] = f"step {number} ({cmd}): {payload['error']}"
+    except (ValueError, KeyError, TypeError):
+        return reply  # not our JSON error: the processor's own body, as it is
+    return attrs.evolve(reply, body=json.dumps(payload, ensure_ascii=False).encode())

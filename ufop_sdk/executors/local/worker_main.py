@@ -1,0 +1,106 @@
+"""A local worker process: runs Jobs sent over its socket until the server goes away.
+
+Started by the local pool as ``python -m ufop_sdk.executors.local.worker_main``. It
+loads the project itself, runs every processor's ``setup()``, reports ready,
+then answers one frame at a time. End-of-file on its socket means the server
+is gone, and it exits.
+
+It is its descendants' subreaper, and before each answer it kills what the
+job started (see descendants.py). Its log records are JSON lines carrying
+the request id (see logs.py).
+"""
+
+import argparse
+import io
+import os
+import signal
+import socket
+import sys
+import traceback
+
+from ...app.gc_tuning import settle_garbage_collector
+from ...app.logs import REQUEST_ID, configure_worker_logging
+from ...app.project import load_app
+from ...app.runner import Runner
+from ...app.settings import Settings
+from . import protocol
+from .descendants import track_descendants
+
+
+def main(argv=None):
+    options = _parse(argv)
+    # Ctrl-C in `ufop-sdk dev` reaches the whole process group; the server
+    # decides when workers stop, so a running request is not cut short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # What a processor execs (os.system, Popen(close_fds=False)) must not hold
+    # the server's socket open after this process is gone.
+    os.set_inheritable(options.fd, False)
+    sock = socket.socket(fileno=options.fd)
+    descendants = track_descendants()
+    try:
+        settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
+        configure_worker_logging(settings.log_dir)
+        runner = Runner(load_app(settings), debug=options.debug)
+    except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
+        protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
+        return 3
+    try:
+        failures = runner.setup_all()
+        descendants.keep_current()  # helpers that setup() started live as long as this worker
+        settle_garbage_collector()  # models and fonts that setup() loaded stay put
+        protocol.send(sock, {"op": "ready", "setup_failures": failures, "pid": os.getpid()})
+        serve(sock, runner, descendants)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server went away: nothing is waiting for an answer
+    finally:
+        descendants.kill_all()
+    return 0
+
+
+def serve(sock, runner, descendants):
+    frames = protocol.FrameReceiver(sock)
+    while True:
+        frame = frames.next()
+        if frame is None:
+            return
+        header, body, fd = frame
+        if header["op"] == "health":
+            _health(sock, runner)
+        else:
+            token = REQUEST_ID.set(header.get("request_id"))
+            try:
+                response = _run(runner, header, body, fd)
+                descendants.kill_new()  # before the answer: once it is in, nothing the job started runs
+            finally:
+                REQUEST_ID.reset(token)
+            protocol.send(sock, {"op": "reply", "status": response.status,
+                                 "content_type": response.content_type, "headers": response.headers},
+                          response.body)
+
+
+def _health(sock, runner):
+    """Each processor's name goes out before its health() runs: if one hangs, the server knows which."""
+    problems = runner.health_problems(
+        checking=lambda name: protocol.send(sock, {"op": "checking", "processor": name}))
+    protocol.send(sock, {"op": "health", "problems": problems})
+
+
+def _run(runner, header, body, fd):
+    with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
+        return runner.execute(header["processor"], header["groups"], header["cmd"], buffer,
+                              declared_content_type=header.get("declared_content_type"),
+                              url=header.get("url"), request_id=header.get("request_id")).response
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="ufop_sdk.executors.local.worker_main")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--debug", action="store_true")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
