@@ -77,7 +77,8 @@ def _dist_info_files(dist_info):
         raise LookupError("ufop-sdk is not installed in this environment (pip install ufop-sdk, or "
                           "pip install -e . in its checkout): its metadata goes into the image") from None
     # the running code's version wins over an older install's (a checkout on PYTHONPATH)
-    metadata = re.sub(r"(?m)^Version: .*$", f"Version: {__version__}", installed.read_text("METADATA"), 1)
+    metadata = re.sub(r"(?m)^Version: .*$", f"Version: {__version__}", installed.read_text("METADATA"),
+                      count=1)
     return {f"{dist_info}/METADATA": metadata.encode(),
             f"{dist_info}/entry_points.txt": (installed.read_text("entry_points.txt") or "").encode(),
             f"{dist_info}/WHEEL": WHEEL_INFO.encode()}
@@ -164,10 +165,10 @@ def _pattern_token(pattern, index):
     return re.escape(character), index + 1
 
 
-def copied_secrets(project):
-    """The ``.env`` and ``.env.*`` files under `project` that its .dockerignore lets into the image,
-    as sorted relative paths."""
-    rules, found = DockerIgnore.of(project), []
+def copied_secrets(project, rules):
+    """The ``.env`` and ``.env.*`` files under `project` that `rules` (a :class:`DockerIgnore`) let into
+    the image, as sorted relative paths."""
+    found = []
     for folder, subfolders, files in os.walk(project):
         relative = Path(folder).relative_to(project).as_posix()
         prefix = "" if relative == "." else relative + "/"
