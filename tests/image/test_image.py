@@ -287,8 +287,9 @@ def test_a_stop_lets_the_request_in_flight_finish_and_exits_0(podman, built):
 
 
 def test_a_request_longer_than_the_stop_window_ends_with_the_grace_not_a_kill(podman, built):
-    """UFOP_GRACE (8 s) ends the drain before Docker's kill (10 s): exit 0, not 137."""
+    """UFOP_GRACE (8 s) ends the drain before Docker's kill (10 s): exit 0, not 137 (with a 30 s grace, the
+    image's old default, the kill came first)."""
     _, exit_code, stopped_in, logs = stop_during(podman, built, f"{NAME}/slow/30")
     assert exit_code == 0, logs
-    assert 6 < stopped_in < 9.8, f"stopped in {stopped_in:.1f} s"
+    assert stopped_in > 6, f"stopped in {stopped_in:.1f} s: the grace was not waited for"
     assert "grace period over with 1 requests in flight" in logs
