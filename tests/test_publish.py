@@ -406,6 +406,16 @@ def test_publish_refuses_to_build_while_env_files_would_be_copied(tools, project
     assert tools.calls() == [] and files_in(project) == before, "nothing run or written"
 
 
+def test_publish_refuses_a_dockerignore_that_leaves_out_the_wheel(tools, project):
+    (project / ".dockerignore").write_text(".*\n")
+    result = publish(tools, project, "--name", "myufop", "--version", "1.0.0")
+    assert result.returncode == 2, result.stderr
+    assert b"add the line `!.ufop`" in result.stderr
+    assert tools.calls() == []
+    (project / ".dockerignore").write_text(".*\n!.ufop\n")
+    assert publish(tools, project, "--name", "myufop", "--version", "1.0.0").returncode == 0
+
+
 def test_the_image_is_built_for_the_platforms_amd64_machines(tools, project):
     assert publish(tools, project, "--name", "myufop", "--version", "1.0.0", "--no-deploy").returncode == 0
     build = tools.calls()[0]

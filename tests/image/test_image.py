@@ -117,6 +117,7 @@ def docker_host(podman, tmp_path_factory):
     service = DockerService(podman, tmp_path_factory.mktemp("service"))
     yield service.docker_host
     service.close()
+    podman("image", "prune", "-f", check=False)  # the builds' layers: runs on one machine must not pile up
 
 
 @pytest.fixture(scope="module", params=["init", "migrate"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..build_context import BUILD_FOLDER, DockerIgnore, copied_secrets, write_build_files
+from ..build_context import BUILD_FOLDER, CONSTRAINTS, DockerIgnore, copied_secrets, write_build_files
 from ..packaging import (
     DEFAULT_BASE_IMAGE,
     REGION_RULE,
@@ -70,7 +70,7 @@ def publish_command(name, version, tag, flavor, region, expect, desc, base_image
     if not REGION_RULE.fullmatch(region):
         raise click.BadParameter(f"{region!r} is not a region such as z0", param_hint="--region")
     files = _files_to_write(project, release)
-    _refuse_secrets(project, files)
+    _check_dockerignore(project, files)
     commands = [_build_command(project, release.image, base_image)]
     if not build_only:
         commands += [["qdoractl", "push", release.image], ["qdoractl", "release", "--config", str(project)],
@@ -106,13 +106,18 @@ def _files_to_write(project, release):
     return {**files, "dora.yml": release.dora_yml()}
 
 
-def _refuse_secrets(project, files):
+def _check_dockerignore(project, files):
+    """Exit 2 when the build would copy ``.env`` files, or leave out ``.ufop/``."""
     ignore = DockerIgnore(files[".dockerignore"]) if ".dockerignore" in files else DockerIgnore.of(project)
     secrets = copied_secrets(project, ignore)
     if secrets:
         click.echo(f"Error: the image would contain {', '.join(secrets)}, which often hold secrets. "
                    "Add `**/.env` and `**/.env.*` to .dockerignore (or move the files out of the project), "
                    "and give production settings through dora.yml's env.global.", err=True)
+        sys.exit(EXIT_USAGE)
+    if ignore.excludes(CONSTRAINTS):
+        click.echo(f"Error: .dockerignore leaves out {BUILD_FOLDER}/, the ufop-sdk the image installs: "
+                   f"add the line `!{BUILD_FOLDER}` after the rule that matches it.", err=True)
         sys.exit(EXIT_USAGE)
 
 
