@@ -10,6 +10,7 @@ and a ``.env.production`` with a secret, a ``.git`` folder and tests. Only
 import http.client
 import importlib.metadata
 import json
+import os
 import sys
 import threading
 import time
@@ -131,7 +132,7 @@ def built(request, podman, docker_host, tmp_path_factory):
     tools.mkdir()
     (tools / "qdoractl").write_text(QDORACTL.format(python=sys.executable), encoding="utf-8")
     (tools / "qdoractl").chmod(0o755)
-    image = f"localhost/{NAME}-{request.param}:1.0.0"
+    image = f"localhost/{NAME}-{request.param}-{os.getpid()}:1.0.0"  # two runs at once do not collide
     began = time.monotonic()
     result = run_cli("publish", "--name", NAME, "--version", "1.0.0", "--tag", image, "--no-deploy",
                      "--base-image", BASE_IMAGE, "--project", project, timeout=600,
@@ -145,7 +146,8 @@ def built(request, podman, docker_host, tmp_path_factory):
 
 
 def start(podman, built, suffix):
-    container = Container(podman, built["image"], free_port(), f"{NAME}-{built['kind']}-{suffix}")
+    name = f"{NAME}-{built['kind']}-{suffix}-{os.getpid()}"
+    container = Container(podman, built["image"], free_port(), name)
     try:
         container.wait_healthy()
     except BaseException:
