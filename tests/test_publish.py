@@ -14,6 +14,8 @@ import sys
 import pytest
 from support import run_cli
 
+import ufop_sdk
+
 try:
     import yaml
 except ImportError:  # pragma: no cover - the [test] extras install it
@@ -80,9 +82,12 @@ def publish(tools, project, *args, **failures):
     return run_cli("publish", "--project", project, *args, env=tools.env(**failures), timeout=30)
 
 
-def expected_calls(project, name="myufop", version="1.0.0", tag=None, region="z0", expect="1"):
+def expected_calls(project, name="myufop", version="1.0.0", tag=None, region="z0", expect="1",
+                   base_image="python:3.12-slim"):
+    """The calls of a run; `base_image` None for a Dockerfile that takes none."""
     tag = tag or f"{name}:{version}"
-    return [["docker", "build", "-t", tag, str(project)],
+    base = ["--build-arg", f"BASE_IMAGE={base_image}"] if base_image else []
+    return [["docker", "build", "--platform", "linux/amd64", *base, "-t", tag, str(project)],
             ["qdoractl", "push", tag],
             ["qdoractl", "release", "--config", str(project)],
             ["qdoractl", "deploy", name, version, "--region", region, "--expect", expect]]
@@ -110,7 +115,8 @@ def test_publish_runs_the_four_commands_in_order(tools, project):
     assert progress(result) == [1, 2, 3, 4, 5, 6]
     assert b"fake qdoractl deploy: done" in result.stdout, "the tools' own output is shown"
     assert b"published myufop 1.0.0" in result.stdout
-    assert files_in(project) == ["Dockerfile", "dora.yml", "processors.py", "requirements.txt"]
+    assert files_in(project) == [".dockerignore", ".ufop", "Dockerfile", "dora.yml", "processors.py",
+                                 "requirements.txt"]
     assert (project / "Dockerfile").read_bytes() == run_cli("dockerfile", cwd=project.parent).stdout
 
 
@@ -211,8 +217,8 @@ def test_dry_run_prints_the_files_and_commands_and_does_nothing(tools, project):
     assert tools.calls() == [], "a dry run runs nothing"
     assert files_in(project) == before, "a dry run writes nothing"
     sections = dry_run_sections(dry.stdout)
-    assert list(sections) == [f"would write {project / 'Dockerfile'}", f"would write {project / 'dora.yml'}",
-                              "would run"]
+    assert list(sections) == [f"would write {project / name}" for name in
+                              ("Dockerfile", ".dockerignore", "dora.yml", ".ufop")] + ["would run"]
     assert sections["would run"].splitlines() == [shlex.join(call) for call in expected_calls(project)]
     printed = run_cli("dockerfile", cwd=project.parent).stdout.decode()
     assert sections[f"would write {project / 'Dockerfile'}"] == printed.rstrip("\n")
@@ -227,8 +233,10 @@ def test_dry_run_leaves_out_an_existing_dockerfile_and_the_skipped_deploy(tools,
     dry = publish(tools, project, "--name", "myufop", "--version", "1.0.0", "--dry-run", "--no-deploy")
     assert dry.returncode == 0, dry.stderr
     sections = dry_run_sections(dry.stdout)
-    assert list(sections) == [f"would write {project / 'dora.yml'}", "would run"]
-    assert sections["would run"].splitlines() == [shlex.join(call) for call in expected_calls(project)[:3]]
+    written = [f"would write {project / name}" for name in (".dockerignore", "dora.yml", ".ufop")]
+    assert list(sections) == [*written, "would run"]
+    assert sections["would run"].splitlines() == [shlex.join(call) for call in
+                                                  expected_calls(project, base_image=None)[:3]]
     assert tools.calls() == [] and not (project / "dora.yml").exists()
 
 
@@ -258,6 +266,7 @@ def test_dry_run_commands_are_the_ones_a_real_run_executes(tools, tmp_path):
     (["--region", "Z0!"], b"region"),
     (["--region", ""], b"region"),
     (["--expect", "-1"], b"expect"),
+    (["--base-image", "two words"], b"base image"),
 ])
 @pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
 def test_invalid_input_exits_2_before_anything_runs(tools, project, args, mentions, dry_run):
@@ -310,7 +319,7 @@ def test_publishing_again_is_safe(tools, project):
     again = publish(tools, project, *args)
     assert again.returncode == 0, again.stderr
     assert {name: (project / name).read_bytes() for name in first} == first
-    assert b"[2/6] writing dora.yml" in again.stderr, "the Dockerfile is not written twice"
+    assert b"[2/6] writing dora.yml, .ufop/" in again.stderr, "the Dockerfile is not written twice"
     assert tools.calls() == expected_calls(project) * 2
 
 
@@ -334,3 +343,124 @@ def test_a_failed_run_can_be_run_again(tools, project):
     assert (project / "dora.yml").read_bytes() == written
     assert tools.calls() == expected_calls(project)[:2] + expected_calls(project)
 
+
+
+# --- the build context: what goes into the image -----------------------------------------------------------
+
+def test_publish_puts_one_wheel_of_the_running_ufop_sdk_and_the_constraints_in_dot_ufop(tools, project):
+    for version in ("1.0.0", "1.0.1"):
+        assert publish(tools, project, "--name", "myufop", "--version", version).returncode == 0
+    wheels = sorted(path.name for path in (project / ".ufop" / "wheels").iterdir())
+    assert wheels == [f"ufop_sdk-{ufop_sdk.__version__}-py3-none-any.whl"], "replaced, not added"
+    assert (project / ".ufop" / "constraints.txt").read_text().startswith("# The versions installed")
+
+
+def test_publish_writes_a_complete_dockerignore_when_the_project_has_none(tools, project):
+    assert publish(tools, project, "--name", "myufop", "--version", "1.0.0").returncode == 0
+    ignored = (project / ".dockerignore").read_text().split()
+    for entry in ("**/.env", "**/.env.*", ".git", ".venv/", "venv/", "tests/", "dist/", "build/", "dora.yml"):
+        assert entry in ignored, entry
+
+
+def test_publish_keeps_the_projects_own_dockerignore_and_requirements(tools, project):
+    (project / ".dockerignore").write_text("**/.env*\nnotes/\n")
+    assert publish(tools, project, "--name", "myufop", "--version", "1.0.0").returncode == 0
+    assert (project / ".dockerignore").read_text() == "**/.env*\nnotes/\n"
+    assert (project / "requirements.txt").read_text() == "ufop-sdk\n"
+
+
+def test_publish_writes_requirements_when_the_project_has_none(tools, project):
+    """A migrated or hand-written project may have none; the Dockerfile copies it."""
+    (project / "requirements.txt").unlink()
+    assert publish(tools, project, "--name", "myufop", "--version", "1.0.0").returncode == 0
+    assert (project / "requirements.txt").read_text() == "ufop-sdk\n"
+
+
+@pytest.mark.parametrize(("dockerignore", "secrets", "copied"), [
+    (None, [".env", ".env.production", "config/.env.local"], []),
+    ("**/.env\n", [".env"], []),
+    ("", [".env"], [".env"]),
+    (".env\n", [".env", ".env.production"], [".env.production"]),
+    (".env\n.env.*\n", [".env", "config/.env"], ["config/.env"]),
+    ("**/.env*\n!keep/.env\n", [".env", "keep/.env"], ["keep/.env"]),
+    ("config/\n", ["config/.env", ".env.staging"], [".env.staging"]),
+], ids=["written-by-publish", "ignored", "empty", "root-only", "nested", "let-back-in", "other-folder"])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_publish_refuses_to_build_while_env_files_would_be_copied(tools, project, dockerignore, secrets,
+                                                                   copied, dry_run):
+    if dockerignore is not None:
+        (project / ".dockerignore").write_text(dockerignore)
+    for secret in secrets:
+        (project / secret).parent.mkdir(parents=True, exist_ok=True)
+        (project / secret).write_text("TOKEN=secret\n")
+    before = files_in(project)
+    dry = ["--dry-run"] if dry_run else []
+    result = publish(tools, project, "--name", "myufop", "--version", "1.0.0", *dry)
+    if not copied:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2, result.stderr
+    assert f"the image would contain {', '.join(copied)}".encode() in result.stderr
+    assert b"Add `**/.env` and `**/.env.*` to .dockerignore" in result.stderr
+    assert b"Traceback" not in result.stderr
+    assert tools.calls() == [] and files_in(project) == before, "nothing run or written"
+
+
+def test_publish_refuses_a_dockerignore_that_leaves_out_the_wheel(tools, project):
+    (project / ".dockerignore").write_text(".*\n")
+    result = publish(tools, project, "--name", "myufop", "--version", "1.0.0")
+    assert result.returncode == 2, result.stderr
+    assert b"add the line `!.ufop`" in result.stderr
+    assert tools.calls() == []
+    (project / ".dockerignore").write_text(".*\n!.ufop\n")
+    assert publish(tools, project, "--name", "myufop", "--version", "1.0.0").returncode == 0
+
+
+def test_the_image_is_built_for_the_platforms_amd64_machines(tools, project):
+    assert publish(tools, project, "--name", "myufop", "--version", "1.0.0", "--no-deploy").returncode == 0
+    build = tools.calls()[0]
+    assert build[:4] == ["docker", "build", "--platform", "linux/amd64"]
+
+
+def test_base_image_reaches_the_build_as_a_build_argument(tools, project):
+    result = publish(tools, project, "--name", "myufop", "--version", "1.0.0", "--base-image",
+                     "registry.example.com/mirror/python:3.12-slim")
+    assert result.returncode == 0, result.stderr
+    assert tools.calls() == expected_calls(project, base_image="registry.example.com/mirror/python:3.12-slim")
+    assert (project / "Dockerfile").read_bytes() == run_cli("dockerfile", cwd=project.parent).stdout, \
+        "the written Dockerfile keeps the default: the build argument chooses"
+
+
+def test_base_image_works_with_the_dockerfile_init_wrote(tools, tmp_path):
+    project = tmp_path / "project"
+    assert run_cli("init", "--name", "myufop", project).returncode == 0
+    result = publish(tools, project, "--name", "myufop", "--version", "1.0.0", "--base-image", "mine:1")
+    assert result.returncode == 0, result.stderr
+    assert tools.calls() == expected_calls(project, base_image="mine:1")
+
+
+def test_base_image_for_a_dockerfile_without_the_argument_exits_2_saying_what_to_change(tools, project):
+    (project / "Dockerfile").write_text("FROM python:3.12-slim\nCMD [\"ufop-sdk\", \"serve\"]\n")
+    result = publish(tools, project, "--name", "myufop", "--version", "1.0.0", "--base-image", "mine:1")
+    assert result.returncode == 2, result.stderr
+    assert b"does not take a base image" in result.stderr
+    assert b"ARG BASE_IMAGE=python:3.12-slim\n    FROM ${BASE_IMAGE}" in result.stderr
+    assert tools.calls() == [] and files_in(project) == ["Dockerfile", "processors.py", "requirements.txt"]
+
+
+def test_a_dockerfile_without_the_argument_builds_on_its_own_base_without_one(tools, project):
+    (project / "Dockerfile").write_text("FROM python:3.12-slim\nCMD [\"ufop-sdk\", \"serve\"]\n")
+    result = publish(tools, project, "--name", "myufop", "--version", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert tools.calls() == expected_calls(project, base_image=None)
+    assert b"does not install from .ufop/" in result.stderr, "it is told how to get ufop-sdk into the image"
+
+
+def test_build_only_builds_and_needs_no_qdoractl(tmp_path, project):
+    tools = Tools(tmp_path, names=["docker"])
+    result = run_cli("publish", "--project", project, "--name", "myufop", "--version", "1.0.0",
+                     "--build-only", env=tools.env(path=f"{tools.bin}{os.pathsep}/usr/bin:/bin"))
+    assert result.returncode == 0, result.stderr
+    assert tools.calls() == expected_calls(project)[:1]
+    assert progress(result) == [1, 2, 3]
+    assert b"built myufop:1.0.0" in result.stdout

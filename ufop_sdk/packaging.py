@@ -1,4 +1,4 @@
-"""What a release is made of: the Dockerfile and the platform's dora.yml."""
+"""What a release is made of: the Dockerfile, its .dockerignore and the platform's dora.yml."""
 
 import json
 import re
@@ -12,11 +12,38 @@ LOG_DIR = "/var/log/ufop/"
 # A Docker tag: the version becomes one, and goes into dora.yml as it is.
 VERSION_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 REGION_RULE = re.compile(r"[a-z0-9-]{1,32}")
+DEFAULT_BASE_IMAGE = "python:3.12-slim"
+# The Docker way to choose the base at build time: `ARG BASE_IMAGE=...` before `FROM ${BASE_IMAGE}`.
+BASE_IMAGE_ARG = re.compile(r"^[ \t]*ARG[ \t]+BASE_IMAGE(?:=(\S*))?[ \t]*$", re.MULTILINE | re.IGNORECASE)
+BASE_IMAGE_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
 
 
-def dockerfile():
-    """The Dockerfile ``init`` and ``publish`` write and ``dockerfile`` prints."""
-    return resources.files("ufop_sdk").joinpath("templates", "Dockerfile").read_text("utf-8")
+def dockerfile(base_image=DEFAULT_BASE_IMAGE):
+    """The Dockerfile ``init`` and ``publish`` write and ``dockerfile`` prints, built on `base_image`."""
+    text = resources.files("ufop_sdk").joinpath("templates", "Dockerfile").read_text("utf-8")
+    return BASE_IMAGE_ARG.sub(f"ARG BASE_IMAGE={base_image}", text, count=1)
+
+
+def dockerignore():
+    """The .dockerignore ``init`` and ``publish`` write: no secrets, history, environments or tests."""
+    return resources.files("ufop_sdk").joinpath("templates", "project", "dockerignore").read_text("utf-8")
+
+
+def takes_base_image(dockerfile_text):
+    """Whether a Dockerfile declares ``ARG BASE_IMAGE`` before its first ``FROM``, so a build argument
+    chooses its base."""
+    first_from = re.search(r"^[ \t]*FROM[ \t]+(.*)$", dockerfile_text, re.MULTILINE | re.IGNORECASE)
+    declared = BASE_IMAGE_ARG.search(dockerfile_text)
+    return bool(declared and first_from and declared.start() < first_from.start()
+                and re.search(r"\$\{?BASE_IMAGE\b", first_from[1]))
+
+
+def check_base_image(text):
+    """`text` if it names an image (``python:3.12-slim``, ``registry.example.com/team/py@sha256:...``);
+    raises ValueError otherwise."""
+    if not BASE_IMAGE_RULE.fullmatch(text or ""):
+        raise ValueError(f"invalid base image {text!r}: expected an image such as {DEFAULT_BASE_IMAGE}")
+    return text
 
 
 @attrs.frozen
