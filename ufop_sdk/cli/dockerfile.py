@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..packaging import DEFAULT_BASE_IMAGE, dockerfile, takes_base_image
+from ..tools.packaging import DEFAULT_BASE_IMAGE, dockerfile, takes_base_image
 from .publish import base_image_option
 
 

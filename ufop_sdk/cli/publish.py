@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..build_context import BUILD_FOLDER, CONSTRAINTS, DockerIgnore, copied_secrets, write_build_files
-from ..packaging import (
+from ..tools.build_context import BUILD_FOLDER, CONSTRAINTS, DockerIgnore, copied_secrets, write_build_files
+from ..tools.packaging import (
     DEFAULT_BASE_IMAGE,
     REGION_RULE,
     Release,

@@ -183,9 +183,10 @@ def test_the_image_is_amd64_stops_with_sigterm_and_keeps_its_health_check(podman
 
 def test_the_image_runs_the_ufop_sdk_that_published_it(container):
     """Not the package index's: the wheel publish packed from the running code."""
-    shipped = container.exec("python", "-c", "import inspect, ufop_sdk.packaging; "
-                                             "print(inspect.getsource(ufop_sdk.packaging))")
-    assert shipped.stdout.decode() == Path(ufop_sdk.__file__).with_name("packaging.py").read_text() + "\n"
+    shipped = container.exec("python", "-c", "import inspect, ufop_sdk.tools.packaging; "
+                                             "print(inspect.getsource(ufop_sdk.tools.packaging))")
+    local = Path(ufop_sdk.__file__).parent / "tools" / "packaging.py"
+    assert shipped.stdout.decode() == local.read_text() + "\n"
     version = container.exec("python", "-c", "import importlib.metadata as m; print(m.version('ufop-sdk'))")
     assert version.stdout.decode().strip() == ufop_sdk.__version__
 

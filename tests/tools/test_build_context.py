@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import ufop_sdk
-from ufop_sdk.build_context import DockerIgnore, constraints, copied_secrets, write_sdk_wheel
-from ufop_sdk.packaging import dockerignore
+from ufop_sdk.tools.build_context import DockerIgnore, constraints, copied_secrets, write_sdk_wheel
+from ufop_sdk.tools.packaging import dockerignore
 
 PACKAGE = Path(ufop_sdk.__file__).parent
 

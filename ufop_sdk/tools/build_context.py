@@ -21,7 +21,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
 BUILD_FOLDER = ".ufop"
 WHEELS = f"{BUILD_FOLDER}/wheels"

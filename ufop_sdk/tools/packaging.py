@@ -6,7 +6,7 @@ from importlib import resources
 
 import attrs
 
-from .app.settings import UFOP_NAME_RULE, parse_flavor_cores
+from ..app.settings import UFOP_NAME_RULE, parse_flavor_cores
 
 LOG_DIR = "/var/log/ufop/"
 # A Docker tag: the version becomes one, and goes into dora.yml as it is.
