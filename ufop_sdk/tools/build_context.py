@@ -77,8 +77,10 @@ def _dist_info_files(dist_info):
         raise LookupError("ufop-sdk is not installed in this environment (pip install ufop-sdk, or "
                           "pip install -e . in its checkout): its metadata goes into the image") from None
     # the running code's version wins over an older install's (a checkout on PYTHONPATH)
-    metadata = re.sub(r"(?m)^Version: .*$", f"Version: {__version__}", installed.read_text("METADATA"),
-                      count=1)
+    # An egg-info (``pip install -e .`` leaves one in the checkout, first on sys.path there) keeps
+    # the same core metadata as PKG-INFO.
+    installed_metadata = installed.read_text("METADATA") or installed.read_text("PKG-INFO")
+    metadata = re.sub(r"(?m)^Version: .*$", f"Version: {__version__}", installed_metadata, count=1)
     return {f"{dist_info}/METADATA": metadata.encode(),
             f"{dist_info}/entry_points.txt": (installed.read_text("entry_points.txt") or "").encode(),
             f"{dist_info}/WHEEL": WHEEL_INFO.encode()}

@@ -214,7 +214,7 @@ def test_health_is_200_and_the_images_own_health_check_passes(podman, container)
 def test_the_server_and_its_workers_run_as_a_user_other_than_root(container):
     processes = container.processes()
     serving = [process for process in processes if "ufop-sdk serve" in process["command"]
-               or "ufop_sdk.executors.local_worker" in process["command"]]
+               or "ufop_sdk.executors.local.worker_main" in process["command"]]
     assert len(serving) >= 3, processes  # tini's argv names it too, the server, at least one worker
     assert {process["uid"] for process in serving} == {10001}, serving
     assert processes and [process["name"] for process in processes if process["pid"] == 1] == ["tini"]
