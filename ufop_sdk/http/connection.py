@@ -431,18 +431,16 @@ def write_response(connection, response, request_id, closing=False):
 def _query_parameters(query):
     """The first value of each parameter, percent-decoded as UTF-8 (strictly); raises BadRequest.
 
-    parse_qsl costs about 1 µs more per request than splitting by hand did.
+    Not strict_parsing: it would refuse a trailing ``&`` or a bare flag
+    (``cmd=x&debug``), which were always accepted.
     """
-    parameters = {}
     try:
-        for name, value in parse_qsl(query, keep_blank_values=True, errors="strict",
-                                     max_num_fields=MAX_QUERY_FIELDS):
-            parameters.setdefault(name, value)
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS)
     except UnicodeDecodeError:
         raise BadRequest("the query string is not valid UTF-8") from None
-    except ValueError:
+    except ValueError:  # the only other one parse_qsl raises when not strict_parsing
         raise BadRequest(f"the query string has more than {MAX_QUERY_FIELDS} parameters") from None
-    return parameters
+    return dict(reversed(pairs))  # the first value of a repeated parameter wins
 
 
 _date_cache = [0, ""]
