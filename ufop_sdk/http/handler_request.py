@@ -17,6 +17,7 @@ from ..errors import BadRequest, Overloaded, PayloadTooLarge, UfopError
 from ..sources.spool import Spool
 from .cuts import cut_off_status
 from .replies import RefusableRequest, write_response
+from .state import spooled_input
 
 log = logging.getLogger("ufop_sdk.server")
 
@@ -34,6 +35,30 @@ class Stage(enum.Enum):
     PROCESSING = "the executor has it; its client leaving cancels it"
     WRITING = "its answer is being handed to the kernel"
     RECORDED = "over, its log line and metrics written: answered, or its client gone"
+
+
+class RequestBody:
+    """A /handler body as it arrives: into a Spool, or (url mode) only bounded, as it is not the input."""
+
+    def __init__(self, settings, url):
+        self.limit = settings.max_body_bytes
+        self.spool = Spool(self.limit, settings.spool_dir) if url is None else None
+
+    def receive(self, chunk, bytes_in):
+        """Take `chunk`, `bytes_in` bytes having arrived with it; raises UfopError past the limit."""
+        if self.spool is not None:
+            self.spool.write(chunk)
+        elif bytes_in > self.limit:
+            raise PayloadTooLarge(f"the body is over the limit of {self.limit} bytes")
+
+    def as_input(self):
+        """The keyword arguments of ServerState.process for this body."""
+        return {} if self.spool is None else spooled_input(self.spool)
+
+    def close(self):
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
 
 class HandlerRequest(RefusableRequest):
@@ -56,12 +81,12 @@ class HandlerRequest(RefusableRequest):
         self.began = time.monotonic()
         self.timings = {}
         self.request_id = self.cmd = self.processor = None
-        self.url = self.match = self.spool = self.reply = None
+        self.url = self.match = self.body = self.reply = None
         self.status = None  # of the answer written
         self.bytes_out = 0
         server.started()
 
-    # READING: the headers route the request, the body goes into the spool.
+    # READING: the headers route the request, the body goes into a RequestBody.
 
     def headers_received(self, start_line, headers):
         self.headers = headers
@@ -90,8 +115,7 @@ class HandlerRequest(RefusableRequest):
         length = headers.get("Content-Length", "")
         if length.isdecimal() and int(length) > limit:
             raise PayloadTooLarge(f"the body is {int(length)} bytes, over the limit of {limit} bytes")
-        if self.url is None:
-            self.spool = Spool(limit, self.server.settings.spool_dir)
+        self.body = RequestBody(self.server.settings, self.url)
 
     def data_received(self, chunk):
         if self.stage is not Stage.READING:  # refused (also when over since: 100 Continue refused)
@@ -99,18 +123,9 @@ class HandlerRequest(RefusableRequest):
             return
         self.bytes_in += len(chunk)
         try:
-            self._receive(chunk)
+            self.body.receive(chunk, self.bytes_in)
         except UfopError as exc:
             self.reject(exc)
-
-    def _receive(self, chunk):
-        """Spool `chunk`; raises UfopError past the body limit."""
-        if self.spool is not None:
-            self.spool.write(chunk)
-            return
-        limit = self.server.settings.max_body_bytes  # url mode: the body is not the input, but it is bounded
-        if self.bytes_in > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
 
     def finish(self):
         if self.stage is not Stage.READING:
@@ -118,15 +133,12 @@ class HandlerRequest(RefusableRequest):
             self._record(self.status)
             return
         self.stage = Stage.PROCESSING
-        spool = self.spool
         try:
-            reply = self.server.process(
-                self.match, self.cmd, self.request_id, url=self.url, timings=self.timings,
-                declared_content_type=self.headers.get("Content-Type"),
-                body=spool.getvalue() if spool is not None and spool.in_memory else None,
-                file=spool.file() if spool is not None and not spool.in_memory else None)
+            reply = self.server.process(self.match, self.cmd, self.request_id, url=self.url,
+                                        timings=self.timings, **self.body.as_input(),
+                                        declared_content_type=self.headers.get("Content-Type"))
         except Exception as exc:  # noqa: BLE001 - answered like a failure of the reply
-            self._close_spool()
+            self._close_body()
             self._answer(exc, None)
             return
         # Held here, as the connection holds this request: asyncio keeps only weak references to tasks.
@@ -137,7 +149,7 @@ class HandlerRequest(RefusableRequest):
 
     def on_connection_close(self):
         """The connection closed while the request was being read (or drained, once refused)."""
-        self._close_spool()
+        self._close_body()
         refused = self.stage is Stage.REFUSED
         self._record(self.status if refused else cut_off_status(self.connection.stream))
 
@@ -145,7 +157,7 @@ class HandlerRequest(RefusableRequest):
 
     def reject(self, error):
         """Answer `error` now; the rest of the body is drained."""
-        self._close_spool()
+        self._close_body()
         self.stage = Stage.REFUSED
         if self.refuse(self.server.error_response(error, self.request_id), self.headers):
             self._record(self.status)
@@ -158,7 +170,7 @@ class HandlerRequest(RefusableRequest):
         self.reply.cancel()  # a queued job is then never started; a running one's answer is dropped
 
     def _replied(self, future):
-        self._close_spool()
+        self._close_body()
         if self.stage is Stage.RECORDED:  # the client went away while we worked
             return
         error = UfopError("the request was cancelled", 503) if future.cancelled() else future.exception()
@@ -223,10 +235,9 @@ class HandlerRequest(RefusableRequest):
         self.server.access_log.request(self.request_id, self.cmd, self.processor, status,
                                        self.bytes_in, self.bytes_out, self.timings)
 
-    def _close_spool(self):
-        if self.spool is not None:
-            self.spool.close()
-            self.spool = None
+    def _close_body(self):
+        if self.body is not None:  # None when refused before it was routed
+            self.body.close()
 
 
 def _query_parameters(query):

@@ -88,7 +88,8 @@ class ServerState:
         return asyncio.ensure_future(
             self._submit(match, cmd, request_id, url, declared_content_type, body, file))
 
-    def _submit(self, match, cmd, request_id, url, declared_content_type, body, file, admission=None):
+    def _submit(self, match, cmd, request_id, url, declared_content_type, body=None, file=None,
+                admission=None):
         route = match.route
         job = Job(cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
                   request_id=request_id, url=url, declared_content_type=declared_content_type,
@@ -99,14 +100,11 @@ class ServerState:
         began = time.monotonic()
         fetched = await self.fetcher.fetch(url)
         timings["fetch"] = time.monotonic() - began
-        spool = fetched.spool
         try:
-            return await self._submit(
-                match, cmd, request_id, url, fetched.content_type,
-                body=spool.getvalue() if spool.in_memory else None,
-                file=None if spool.in_memory else spool.file(), admission=admission)
+            return await self._submit(match, cmd, request_id, url, fetched.content_type,
+                                      **spooled_input(fetched.spool), admission=admission)
         finally:
-            spool.close()
+            fetched.spool.close()
 
     def started(self):
         self.in_flight += 1
@@ -116,3 +114,8 @@ class ServerState:
         self.in_flight -= 1
         if not self.in_flight:
             self.idle.set()
+
+
+def spooled_input(spool):
+    """A Spool as `process`'s input: {"body": its bytes} while in memory, else {"file": its file}."""
+    return {"body": spool.getvalue()} if spool.in_memory else {"file": spool.file()}
