@@ -1,26 +1,19 @@
 """Why a request's connection ended before its answer was written, and the status each is logged with."""
 
-# What the access log and /metrics say for a request whose client closed the
-# connection before its answer was written (nginx's code).
+# The client closed the connection first (nginx's code).
 CLIENT_LEFT = 499
+# The server closed it: the client missed its deadline for sending the body, or for taking the answer.
+SLOW_CLIENT = 408
+# The server closed it: the grace period of a stop ended before the answer.
+SERVER_STOPPED = 503
 
 
 class ConnectionCut(Exception):
     """Set as a stream's error when the server closes its connection; `status` is what is logged."""
 
-    status = 500
-
-
-class SlowClient(ConnectionCut):
-    """The client missed its deadline for sending the body, or for taking the answer."""
-
-    status = 408
-
-
-class ServerStopped(ConnectionCut):
-    """The grace period ended before the answer."""
-
-    status = 503
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
 
 
 def cut_off_status(stream):

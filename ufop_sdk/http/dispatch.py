@@ -10,7 +10,7 @@ import time
 from tornado import httputil
 
 from ..errors import PayloadTooLarge
-from .cuts import ServerStopped, SlowClient
+from .cuts import SERVER_STOPPED, SLOW_CLIENT, ConnectionCut
 from .handler_request import HandlerRequest
 from .replies import RefusableRequest
 
@@ -73,7 +73,7 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
     def close_all(self):
         """Past the grace period: close every connection, the requests still in flight logged 503."""
         for server_conn in list(self.requests):
-            server_conn.stream.close(exc_info=ServerStopped())
+            server_conn.stream.close(exc_info=ConnectionCut(SERVER_STOPPED))
 
     def writing(self, server_conn):
         """An answer is being written on `server_conn`: its client has `write_seconds` to take it."""
@@ -83,7 +83,7 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         now = time.monotonic()
         for server_conn in [conn for conn, deadline in self.deadlines.items() if now > deadline]:
             del self.deadlines[server_conn]
-            server_conn.stream.close(exc_info=SlowClient())
+            server_conn.stream.close(exc_info=ConnectionCut(SLOW_CLIENT))
 
 
 class _Dispatch(httputil.HTTPMessageDelegate):
