@@ -9,6 +9,9 @@ Recording a request (a count and three stages) costs 4.2 µs here against
 (timeit, side by side in one run, medians of 5, 2 shared vCPUs): 3.3 µs of
 the ~160 µs of CPU a request costs the server, for the standard types.
 Caching the labelled counter saves 0.8 µs of it: not worth code of our own.
+In a running ``serve`` (wrk, trivial processor, server CPU from /proc, A/B
+side by side) this change alone added 6 to 15 µs to the ~200 µs a request
+costs: more than the loop shows, within the noise of the throughput ratio.
 """
 
 from prometheus_client import (
