@@ -202,6 +202,13 @@ def test_metrics_have_latency_histograms_by_stage(server):
     assert ("ufop_requests_in_flight", ()) in after
 
 
+def test_metrics_carry_the_process_and_garbage_collector_metrics(server):
+    samples = metric_samples(server)
+    assert samples["process_resident_memory_bytes", ()] > 1 << 20
+    assert ("python_gc_objects_collected_total", (("generation", "0"),)) in samples
+    assert not [name for name, _ in samples if name.endswith("_created")]
+
+
 def test_health_is_200_ok_json(server):
     status, headers, body = server.request("GET", "/health")
     assert status == 200

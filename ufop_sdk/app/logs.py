@@ -29,7 +29,17 @@ REQUEST_ID = contextvars.ContextVar("request_id", default=None)
 
 
 class AccessLog:
-    """Buffered JSON lines, one per request; `flush` hands them to its handlers in one record."""
+    """Buffered JSON lines, one per request; `flush` hands them to its handlers in one record.
+
+    Our own buffer rather than a logger with a MemoryHandler: a request costs
+    2.1 µs here, against 18.3 µs through ``logger.info`` and a MemoryHandler
+    in front of the same two handlers (its flush writes, and the
+    WatchedFileHandler stats, once per record) and 8.4 µs with a
+    MemoryHandler subclass that joins its buffer into one record (timeit,
+    side by side in one run, medians of 5, 2 shared vCPUs). Of the ~160 µs of
+    CPU a request costs the server, that is 10% and 4%. The handlers, the
+    file's rotation and the formatting of everything else are logging's own.
+    """
 
     def __init__(self, handlers):
         self.handlers = handlers
@@ -38,8 +48,9 @@ class AccessLog:
     def request(self, request_id, cmd, processor, status, bytes_in, bytes_out, timings):
         """One request's line; `timings` are seconds by stage, logged as milliseconds.
 
-        Formatted by hand rather than with json.dumps, at a third of its
-        cost: only the strings need escaping, and they get JSON's own.
+        Formatted by hand rather than with json.dumps (5.5 µs for the line
+        against 2.1 µs, measured as above): only the strings need escaping,
+        and they get JSON's own.
         """
         ms = ",".join([f'"{stage}":{seconds * 1000:.2f}' for stage, seconds in timings.items()])
         self.lines.append(

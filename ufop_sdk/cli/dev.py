@@ -45,13 +45,13 @@ def dev_command(host, port, workers, bucket, project, app):
     _never_use_stale_bytecode(project)
     loaded, error = _try_load(settings)
 
-    def background(service):
-        service.load_error = error
-        service.bucket = bucket
-        return [_reload_on_change(service, project, flags)]
+    def background(server):
+        server.load_error = error
+        server.bucket = bucket
+        return [_reload_on_change(server, project, flags)]
 
     routes = [(r"/", PlaygroundHandler)] + ([(r"/(.+)", BucketHandler)] if bucket else [])
-    serving.run(settings, loaded, debug=True, default_blocked=(), background=background,
+    serving.build_executor_and_serve(settings, loaded, debug=True, default_blocked=(), background=background,
                 extra_routes=routes)
 
 
@@ -88,7 +88,7 @@ def _try_load(settings):
         return None, str(exc)
 
 
-async def _reload_on_change(service, project, flags):
+async def _reload_on_change(server, project, flags):
     watch_filter = watchfiles.PythonFilter(extra_extensions=(".env",))
     async for changes in watchfiles.awatch(project, watch_filter=watch_filter, debounce=DEBOUNCE_MS,
                                            step=STEP_MS):
@@ -99,9 +99,9 @@ async def _reload_on_change(service, project, flags):
             load_env_file(project)
             settings = Settings.load(project, **flags)
         except ConfigError as exc:
-            service.app, service.load_error = None, str(exc)
+            server.app, server.load_error = None, str(exc)
             continue
-        service.app, service.load_error = _try_load(settings)
-        if service.app is not None:
-            service.settings = settings
-            service.executor.reload(settings)
+        server.app, server.load_error = _try_load(settings)
+        if server.app is not None:
+            server.settings = settings
+            server.executor.reload(settings)

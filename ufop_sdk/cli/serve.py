@@ -21,4 +21,5 @@ def serve_command(host, port, workers, project, app):
     UFOP_BLOCKED_NETWORKS says otherwise ('none', or 'default,10.0.0.0/8').
     """
     settings = load_settings(project, app=app, host=host, port=port, workers=workers)
-    serving.run(settings, load_project(settings), debug=False, default_blocked=DEFAULT_BLOCKED_NETWORKS)
+    serving.build_executor_and_serve(settings, load_project(settings), debug=False,
+                                     default_blocked=DEFAULT_BLOCKED_NETWORKS)

@@ -1,4 +1,4 @@
-"""What ``serve`` and ``dev`` share: building the Service and running it."""
+"""What ``serve`` and ``dev`` share: building the executor and the ServerState, and serving until stopped."""
 
 import asyncio
 import sys
@@ -7,8 +7,8 @@ import click
 
 from ..app.logs import configure_logging
 from ..executors.local.pool import LocalPool
-from ..http.lifecycle import run_server
-from ..http.server import Service
+from ..http.lifecycle import serve_until_stopped
+from ..http.state import ServerState
 from ..sources.fetch import SourceFetcher, SourcePolicy
 from .common import EXIT_FAILED, require_celery_versions
 
@@ -26,18 +26,23 @@ def make_executor(settings, app, debug):
     return LocalPool(settings, debug=debug)
 
 
-def run(settings, app, *, debug, default_blocked, background=lambda service: (), extra_routes=()):
-    """Serve until stopped; exits 1 when the port cannot be bound."""
+def build_executor_and_serve(settings, app, *, debug, default_blocked, background=lambda server: (),
+                             extra_routes=()):
+    """Build the executor, the fetcher and the ServerState, and serve until stopped; exits 1 when the port
+    cannot be bound.
+
+    `background(server)` gives coroutines to run alongside (see serve_until_stopped).
+    """
     access_log = configure_logging(settings.log_dir)
 
     async def main():
         executor = make_executor(settings, app, debug)
         policy = SourcePolicy.from_settings(settings, default_blocked)
         fetcher = SourceFetcher(policy, max_clients=settings.pending_limit)
-        service = Service(settings=settings, app=app, executor=executor, fetcher=fetcher,
-                          access_log=access_log, debug=debug)
-        await run_server(service, settings.host, settings.port, background=background(service),
-                         extra_routes=extra_routes)
+        server = ServerState(settings=settings, app=app, executor=executor, fetcher=fetcher,
+                             access_log=access_log, debug=debug)
+        await serve_until_stopped(server, settings.host, settings.port, background=background(server),
+                                  extra_routes=extra_routes)
 
     try:
         asyncio.run(main())

@@ -18,7 +18,7 @@ from tornado.iostream import StreamClosedError
 
 from ..app.media import sniff_file
 from ..errors import BadRequest, Forbidden, NotFound, UfopError
-from ..http.server import JsonHandler
+from ..http.handlers import JsonHandler
 
 MAX_STEPS = 30  # the platform's limit on a pipeline
 CHUNK_BYTES = 64 << 10  # a file is sent in pieces of this size, never read whole
@@ -29,7 +29,7 @@ class NotThisUfop(UfopError):
 
 
 class BucketHandler(JsonHandler):
-    """Serves the files of `service.bucket`, through a pipeline when the query names one."""
+    """Serves the files of `server.bucket`, through a pipeline when the query names one."""
 
     async def get(self, key):
         path = self._file(key)
@@ -57,7 +57,7 @@ class BucketHandler(JsonHandler):
 
     def _file(self, key):
         """The file `key` names, or raise: 403 for one outside the bucket, 404 for none."""
-        root = Path(self.service.bucket).resolve()
+        root = Path(self.server.bucket).resolve()
         if "\0" in key:
             raise BadRequest("a key cannot contain NUL")
         try:
@@ -84,16 +84,16 @@ class BucketHandler(JsonHandler):
 
     async def _step(self, number, cmd, body, file, url):
         name = cmd.partition("/")[0]
-        own = self.service.settings.name
+        own = self.server.settings.name
         try:
             if not cmd:
                 raise BadRequest("the step is empty")
             if own and name != own:
                 raise NotThisUfop(f"{name!r} is another ufop: the dev server runs only {own!r}")
-            match = self.service.resolve(cmd)
-            return await self.service.process(match, cmd, self.request_id, body=body, file=file, url=url)
+            match = self.server.resolve(cmd)
+            return await self.server.process(match, cmd, self.request_id, body=body, file=file, url=url)
         except UfopError as exc:
-            return self.service.error_response(exc, self.request_id)
+            return self.server.error_response(exc, self.request_id)
 
 
 def _numbered(reply, number, cmd):

@@ -3,7 +3,7 @@
 import json
 from importlib import resources
 
-from ..http.server import JsonHandler
+from ..http.handlers import JsonHandler
 
 
 class PlaygroundHandler(JsonHandler):
@@ -13,17 +13,17 @@ class PlaygroundHandler(JsonHandler):
         page = resources.files("ufop_sdk").joinpath("templates", "playground.html").read_text("utf-8")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(page.replace("/*PROJECT*/null", _project_json(self.service)))
+        self.finish(page.replace("/*PROJECT*/null", _project_json(self.server)))
 
 
-def _project_json(service):
-    app = service.app
+def _project_json(server):
+    app = server.app
     routes = [] if app is None else [
         {"order": order, "processor": route.name, "route": route.pattern.pattern,
          "accepts": list(route.accepts), "timeout": route.timeout}
         for order, route in enumerate(app.routes, start=1)]
-    project = {"name": service.settings.name or "ufop", "routes": routes,
-               "bucket": service.bucket is not None,
-               "load_error": service.load_error.strip().splitlines()[-1] if service.load_error else None}
+    project = {"name": server.settings.name or "ufop", "routes": routes,
+               "bucket": server.bucket is not None,
+               "load_error": server.load_error.strip().splitlines()[-1] if server.load_error else None}
     # "</" would end the <script> element the JSON sits in
     return json.dumps(project).replace("</", "<\\/")

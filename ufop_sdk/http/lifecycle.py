@@ -15,59 +15,75 @@ from tornado.ioloop import PeriodicCallback
 
 from ..app.gc_tuning import settle_garbage_collector
 from ..app.logs import FLUSH_SECONDS
-from .server import make_application
+from .handlers import make_dispatcher
 
 log = logging.getLogger("ufop_sdk.server")
 
 MAX_HEADER_BYTES = 64 << 10
 
 
-async def run_server(service, host, port, *, background=(), extra_routes=()):
-    """Serve until SIGTERM or SIGINT; returns once everything has stopped.
+async def serve_until_stopped(server, host, port, *, background=(), extra_routes=()):
+    """Serve `server` (a ServerState) until SIGTERM or SIGINT; returns once everything has stopped.
 
     `background` are coroutines to run alongside (the dev reloader), and
-    `extra_routes` more paths to serve (see make_application). Raises
+    `extra_routes` more paths to serve (see make_dispatcher). Raises
     OSError when the port cannot be bound.
     """
-    dispatcher = make_application(service, extra_routes)
-    server = HTTPServer(dispatcher, max_header_size=MAX_HEADER_BYTES,
-                        # /handler enforces its own limit and answers 413 in JSON.
-                        max_body_size=1 << 62, decompress_request=False)
+    dispatcher = make_dispatcher(server, extra_routes)
+    http_server = _listen(dispatcher, host, port)
+    settle_garbage_collector()
+    stop = _stop_on_signals()
+    timers = [PeriodicCallback(server.access_log.flush, FLUSH_SECONDS * 1000),
+              PeriodicCallback(dispatcher.close_slow_clients, 1000)]
+    for timer in timers:
+        timer.start()
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in background]
+    tasks.append(asyncio.ensure_future(server.executor.start()))
+    log.info("serving on http://%s:%s with %s", host, port, type(server.executor).__name__)
+    await stop.wait()
+    await _drain(server, http_server, dispatcher)
+    for task in tasks:
+        task.cancel()
+    dispatcher.close_all()
+    await http_server.close_all_connections()
+    await server.executor.close()
+    server.fetcher.close()
+    for timer in timers:
+        timer.stop()
+    server.access_log.flush()
+    log.info("stopped")
+
+
+def _listen(dispatcher, host, port):
+    http_server = HTTPServer(dispatcher, max_header_size=MAX_HEADER_BYTES,
+                             # /handler enforces its own limit and answers 413 in JSON.
+                             max_body_size=1 << 62, decompress_request=False)
     # The dispatcher bounds how long a client takes to send its request (see
     # Dispatcher); HTTPServer offers no way to turn its own header timer off.
-    server.conn_params.header_timeout = None
-    server.listen(port, host)
-    settle_garbage_collector()
+    http_server.conn_params.header_timeout = None
+    http_server.listen(port, host)
+    return http_server
+
+
+def _stop_on_signals():
+    """An Event set on SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    flusher = PeriodicCallback(service.access_log.flush, FLUSH_SECONDS * 1000)
-    flusher.start()
-    slow_clients = PeriodicCallback(dispatcher.close_slow_clients, 1000)
-    slow_clients.start()
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in background]
-    starting = asyncio.ensure_future(service.executor.start())
-    log.info("serving on http://%s:%s with %s", host, port, type(service.executor).__name__)
-    await stop.wait()
+    return stop
+
+
+async def _drain(server, http_server, dispatcher):
+    """Let the requests in flight finish within the grace period, then stop listening."""
     log.info("stopping: waiting up to %gs for %d requests in flight",
-             service.settings.grace, service.in_flight)
+             server.settings.grace, server.in_flight)
     # Until they are done, new requests are answered 503 (and /health says "stopping"),
     # and every connection closes after its answer.
-    server.conn_params.no_keep_alive = True
+    http_server.conn_params.no_keep_alive = True
     dispatcher.stop()
     try:
-        await asyncio.wait_for(service.idle.wait(), service.settings.grace)
+        await asyncio.wait_for(server.idle.wait(), server.settings.grace)
     except asyncio.TimeoutError:
-        log.warning("grace period over with %d requests in flight", service.in_flight)
-    server.stop()
-    for task in [*tasks, starting]:
-        task.cancel()
-    dispatcher.close_all()
-    await server.close_all_connections()
-    await service.executor.close()
-    service.fetcher.close()
-    flusher.stop()
-    slow_clients.stop()
-    service.access_log.flush()
-    log.info("stopped")
+        log.warning("grace period over with %d requests in flight", server.in_flight)
+    http_server.stop()

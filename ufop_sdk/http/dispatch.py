@@ -1,0 +1,167 @@
+"""The connection layer: each request goes to /handler's HandlerRequest or to the Tornado Application.
+
+It also keeps each connection's deadline (for the headers, the body, taking
+the answer) and closes connections for a graceful stop. The other paths
+(/health, /metrics, unknown ones) are RequestHandlers in handlers.py.
+"""
+
+import time
+
+from tornado import httputil
+
+from ..errors import PayloadTooLarge
+from .cuts import SERVER_STOPPED, SLOW_CLIENT, ConnectionCut
+from .handler_request import HandlerRequest
+from .replies import RefusableRequest
+
+# Every path but /handler takes no body (the dev pages post only to /handler):
+# past this a body is refused before it is read, not buffered whole.
+MAX_OTHER_BODY_BYTES = 64 << 10
+HANDLER_PATHS = ("/handler", "/handler/")
+
+
+class Dispatcher(httputil.HTTPServerConnectionDelegate):
+    """Sends ``/handler`` to a HandlerRequest and every other path to `application`.
+
+    Routing on the raw path, before Tornado builds an HTTPServerRequest,
+    keeps the hot path free of work it does not need.
+
+    It also bounds how long a client may take to send a request: its
+    headers within `idle_seconds` (which also bounds an idle keep-alive
+    connection), then its body within `body_seconds`; and to take a
+    /handler answer, within `write_seconds` of its writing. Tornado's own
+    header and body timeouts cost a timer and a task per request; here a
+    connection's deadline is one entry in a dict, and `close_slow_clients`,
+    run every second, closes the connections past theirs.
+    """
+
+    def __init__(self, server, application, idle_seconds, body_seconds, write_seconds):
+        self.server = server
+        self.application = application
+        self.idle_seconds = idle_seconds
+        self.body_seconds = body_seconds
+        self.write_seconds = write_seconds
+        self.deadlines = {}  # HTTP1ServerConnection -> when what it waits for must have arrived
+        self.requests = {}  # HTTP1ServerConnection -> its current _Dispatch
+        self.stopping = False
+
+    def start_request(self, server_conn, request_conn):
+        kept_alive = server_conn in self.requests
+        if self.stopping and kept_alive:
+            server_conn.stream.close()  # its last answer was the last: no keep-alive while stopping
+        self.deadlines[server_conn] = time.monotonic() + self.idle_seconds
+        dispatch = self.requests[server_conn] = _Dispatch(self, server_conn, request_conn, kept_alive)
+        return dispatch
+
+    def on_close(self, server_conn):
+        self.deadlines.pop(server_conn, None)
+        self.requests.pop(server_conn, None)
+        self.application.on_close(server_conn)
+
+    def stop(self):
+        """Shutting down: close idle keep-alive connections; the others close after their answer.
+
+        A new connection not yet sending is left to send its first request,
+        which is answered (503 for new work) rather than cut off.
+        """
+        self.stopping = True
+        self.server.stopping = True
+        for server_conn, dispatch in list(self.requests.items()):
+            if dispatch.delegate is None and dispatch.kept_alive:
+                server_conn.stream.close()
+
+    def close_all(self):
+        """Past the grace period: close every connection, the requests still in flight logged 503."""
+        for server_conn in list(self.requests):
+            server_conn.stream.close(exc_info=ConnectionCut(SERVER_STOPPED))
+
+    def writing(self, server_conn):
+        """An answer is being written on `server_conn`: its client has `write_seconds` to take it."""
+        self.deadlines[server_conn] = time.monotonic() + self.write_seconds
+
+    def close_slow_clients(self):
+        now = time.monotonic()
+        for server_conn in [conn for conn, deadline in self.deadlines.items() if now > deadline]:
+            del self.deadlines[server_conn]
+            server_conn.stream.close(exc_info=ConnectionCut(SLOW_CLIENT))
+
+
+class _Dispatch(httputil.HTTPMessageDelegate):
+    def __init__(self, dispatcher, server_conn, request_conn, kept_alive):
+        self.dispatcher = dispatcher
+        self.server_conn = server_conn
+        self.request_conn = request_conn
+        self.kept_alive = kept_alive  # not the connection's first request
+        self.delegate = None
+
+    def headers_received(self, start_line, headers):
+        dispatcher = self.dispatcher
+        dispatcher.deadlines[self.server_conn] = time.monotonic() + dispatcher.body_seconds
+        if start_line.path.partition("?")[0] in HANDLER_PATHS:
+            self.delegate = HandlerRequest(dispatcher.server, self.request_conn, dispatcher,
+                                           self.server_conn)
+        else:
+            routed = dispatcher.application.start_request(self.server_conn, self.request_conn)
+            self.delegate = OtherPath(dispatcher.server, self.request_conn, routed)
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        return self.delegate.data_received(chunk)
+
+    def finish(self):
+        self.dispatcher.deadlines.pop(self.server_conn, None)  # until an answer is written
+        self.delegate.finish()
+
+    def on_connection_close(self):
+        self.dispatcher.deadlines.pop(self.server_conn, None)
+        if self.delegate is not None:
+            self.delegate.on_connection_close()
+
+
+class OtherPath(RefusableRequest):
+    """A path other than /handler: the application's `delegate`, with a body of at most MAX_OTHER_BODY_BYTES.
+
+    A body past that (declared, or counted as it arrives, chunked or not) is
+    answered with a JSON 413 instead, and never buffered.
+    """
+
+    def __init__(self, server, connection, delegate):
+        self.server = server
+        self.connection = connection
+        self.delegate = delegate
+
+    def headers_received(self, start_line, headers):
+        self.path = start_line.path.partition("?")[0]
+        self.headers = headers
+        length = headers.get("Content-Length", "")
+        if length.isdecimal() and int(length) > MAX_OTHER_BODY_BYTES:
+            self._refuse_body()
+            return None
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk):
+        if self.drain_until is not None:
+            self.drain(chunk)
+            return None
+        self.bytes_in += len(chunk)
+        if self.bytes_in > MAX_OTHER_BODY_BYTES:
+            self.delegate.on_connection_close()  # it never gets the rest
+            self._refuse_body()
+            return None
+        return self.delegate.data_received(chunk)
+
+    def finish(self):
+        if self.drain_until is None:
+            self.delegate.finish()
+        else:
+            self.connection.finish()
+
+    def on_connection_close(self):
+        if self.drain_until is None:
+            self.delegate.on_connection_close()
+
+    def _refuse_body(self):
+        self.request_id = self.server.request_id_for(self.headers)
+        error = PayloadTooLarge(f"{self.path} takes no body over {MAX_OTHER_BODY_BYTES} bytes; "
+                                "the platform calls POST /handler?cmd=...")
+        self.refuse(self.server.error_response(error, self.request_id), self.headers)
