@@ -9,6 +9,7 @@ from ..arguments import build_args
 from ..errors import ProcessingTimeout, UfopError, UnsupportedMediaType
 from ..request import Request
 from ..response import error_response, to_response
+from .jobs import Job
 from .media import media_type_matches, sniff_file
 from .routing import split_cmd
 
@@ -72,19 +73,20 @@ class Runner:
             match = self.app.routes.resolve(cmd)
         except UfopError as exc:
             return Outcome(error_response(exc, request_id))
-        return self.execute(match.route.name, match.groups, cmd, buffer,
-                            declared_content_type=declared_content_type, url=url, request_id=request_id)
+        job = Job(cmd=cmd, processor=match.route.name, groups=match.groups, timeout=match.route.timeout,
+                  request_id=request_id, declared_content_type=declared_content_type, url=url)
+        return self.execute(job, buffer)
 
-    def execute(self, processor, groups, cmd, buffer, *, declared_content_type=None, url=None,
-                request_id=None):
-        """Process one input with the processor named `processor`, its route's `groups` given.
+    def execute(self, job, buffer):
+        """Process `job` (a Job, already routed) on its input, `buffer` (a binary file).
 
         The server routes before it hands a request over, so a worker starts
         here. Always returns an Outcome; errors become JSON Responses.
         """
+        processor, request_id = job.processor, job.request_id
         try:
             route = self.app.routes.route_named(processor)
-            request = _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id)
+            request = _build_request(route, job, buffer)
             value = self._instance(route).process(request)
             return Outcome(to_response(value, processor), processor)
         except UfopError as exc:
@@ -116,9 +118,9 @@ class Runner:
         return instance
 
 
-def _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id):
-    name, params = split_cmd(cmd)
-    args = build_args(route.processor.Args, groups)
+def _build_request(route, job, buffer):
+    name, params = split_cmd(job.cmd)
+    args = build_args(route.processor.Args, job.groups)
     content_type = sniff_file(buffer)
     if route.accepts and not any(media_type_matches(p, content_type) for p in route.accepts):
         raise UnsupportedMediaType(
@@ -126,6 +128,6 @@ def _build_request(route, groups, buffer, cmd, declared_content_type, url, reque
     buffer.seek(0, 2)
     size = buffer.tell()
     buffer.seek(0)
-    return Request(buffer=buffer, args=args, content_type=content_type, cmd=cmd, name=name,
-                   params=params, size=size, declared_content_type=declared_content_type,
-                   url=url, request_id=request_id)
+    return Request(buffer=buffer, args=args, content_type=content_type, cmd=job.cmd, name=name,
+                   params=params, size=size, declared_content_type=job.declared_content_type,
+                   url=job.url, request_id=job.request_id)

@@ -19,6 +19,7 @@ import sys
 import traceback
 
 from ...app.gc_tuning import settle_garbage_collector
+from ...app.jobs import Job
 from ...app.logs import REQUEST_ID, configure_worker_logging
 from ...app.project import load_app
 from ...app.runner import Runner
@@ -67,15 +68,14 @@ def serve(sock, runner, descendants):
         if header["op"] == "health":
             _health(sock, runner)
         else:
-            token = REQUEST_ID.set(header.get("request_id"))
+            job = Job.from_wire(header)
+            token = REQUEST_ID.set(job.request_id)
             try:
-                response = _run(runner, header, body, fd)
+                response = _run(runner, job, body, fd)
                 descendants.kill_new()  # before the answer: once it is in, nothing the job started runs
             finally:
                 REQUEST_ID.reset(token)
-            protocol.send(sock, {"op": "reply", "status": response.status,
-                                 "content_type": response.content_type, "headers": response.headers},
-                          response.body)
+            protocol.send(sock, protocol.reply_header(response), response.body)
 
 
 def _health(sock, runner):
@@ -85,11 +85,9 @@ def _health(sock, runner):
     protocol.send(sock, {"op": "health", "problems": problems})
 
 
-def _run(runner, header, body, fd):
+def _run(runner, job, body, fd):
     with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
-        return runner.execute(header["processor"], header["groups"], header["cmd"], buffer,
-                              declared_content_type=header.get("declared_content_type"),
-                              url=header.get("url"), request_id=header.get("request_id")).response
+        return runner.execute(job, buffer).response
 
 
 def _parse(argv):
