@@ -24,8 +24,9 @@ class Outcome:
     processor: object = None
 
 
-class Runner:
-    """Runs a loaded App's processors in this process.
+class ProcessorRunner:
+    """Runs a loaded App's processors in this process: `process_cmd` routes a cmd first (`test`,
+    ufop_sdk.testing), `process_job` runs a Job the server routed (the workers of both executors).
 
     Each processor is instantiated and its ``setup()`` run once, on first use
     or by `setup_all`. With ``debug`` true, a 500's body carries the traceback
@@ -67,7 +68,7 @@ class Runner:
                 problems[route.name] = f"health() failed: {type(exc).__name__}: {exc}"
         return problems
 
-    def run(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
+    def process_cmd(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
         """Route `cmd` and process one input; always an Outcome, errors as JSON Responses."""
         try:
             match = self.app.routes.resolve(cmd)
@@ -75,9 +76,9 @@ class Runner:
             return Outcome(error_response(exc, request_id))
         job = Job(cmd=cmd, processor=match.route.name, groups=match.groups, timeout=match.route.timeout,
                   request_id=request_id, declared_content_type=declared_content_type, url=url)
-        return self.execute(job, buffer)
+        return self.process_job(job, buffer)
 
-    def execute(self, job, buffer):
+    def process_job(self, job, buffer):
         """Process `job` (a Job, already routed) on its input, `buffer` (a binary file).
 
         The server routes before it hands a request over, so a worker starts

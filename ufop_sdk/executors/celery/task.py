@@ -18,7 +18,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ...app.jobs import Job, Reply
-from ...app.runner import Runner
+from ...app.runner import ProcessorRunner
 from ...errors import ProcessingTimeout, SourceError, UfopError
 from ...response import error_response
 from ...sources.fetch import SourceFetcher, SourcePolicy
@@ -36,7 +36,7 @@ def register_task(celery, route, names):
 
 def child_state(state):
     if state["runner"] is None:
-        state["runner"] = Runner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,))
+        state["runner"] = ProcessorRunner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,))
         state["runner"].setup_all()
         state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
     return state
@@ -78,7 +78,7 @@ def _process(runner, client, settings, job, message):
         return error_response(ProcessingTimeout("the request's input took too long to read"), job.request_id)
     timeout = runner.app.routes.route_named(job.processor).timeout
     with buffer, _processor_clock(timeout if job.url else None):
-        return runner.execute(attrs.evolve(job, declared_content_type=declared), buffer).response
+        return runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer).response
 
 
 @contextlib.contextmanager
@@ -98,7 +98,7 @@ def _processor_clock(seconds):
 
 
 def _out_of_time(signum, frame):
-    raise SoftTimeLimitExceeded()  # what the Runner answers 504, as for Celery's own soft limit
+    raise SoftTimeLimitExceeded()  # what the runner answers 504, as for Celery's own soft limit
 
 
 def _open_input(client, settings, job, message):

@@ -22,7 +22,7 @@ from ...app.gc_tuning import settle_garbage_collector
 from ...app.jobs import Job
 from ...app.logs import REQUEST_ID, configure_worker_logging
 from ...app.project import load_app
-from ...app.runner import Runner
+from ...app.runner import ProcessorRunner
 from ...app.settings import Settings
 from . import protocol
 from .descendants import track_descendants
@@ -41,7 +41,7 @@ def main(argv=None):
     try:
         settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
         configure_worker_logging(settings.log_dir)
-        runner = Runner(load_app(settings), debug=options.debug)
+        runner = ProcessorRunner(load_app(settings), debug=options.debug)
     except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
@@ -87,7 +87,7 @@ def _health(sock, runner):
 
 def _run(runner, job, body, fd):
     with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
-        return runner.execute(job, buffer).response
+        return runner.process_job(job, buffer).response
 
 
 def _parse(argv):
