@@ -69,8 +69,8 @@ class Job(_Travels):
     groups: dict
     timeout: float
     request_id: str
-    declared_content_type: str | None = None
-    url: str | None = None
+    declared_content_type: str | None = None  # the client's Content-Type, or a fetched source's
+    url: str | None = None  # a source the server fetched, or the worker fetches (Celery)
     body: bytes | None = attrs.field(default=None, metadata=STAYS, repr=False)
     file: object = attrs.field(default=None, metadata=STAYS, repr=False)
 
