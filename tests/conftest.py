@@ -10,7 +10,7 @@ import pytest
 from support import Server
 
 from ufop_sdk.app.project import load_app
-from ufop_sdk.app.runner import Runner
+from ufop_sdk.app.runner import ProcessorRunner
 from ufop_sdk.app.settings import Settings
 
 
@@ -62,14 +62,14 @@ def make_project(tmp_path):
 
 @pytest.fixture
 def load_runner():
-    """``load_runner(folder, app="processors", debug=False)``: the folder's Runner (``.app`` is its App).
+    """``load_runner(folder, app="processors", debug=False)``: its ProcessorRunner (``.app``: its App).
 
     The host environment is kept out: only the folder's ``.env`` is read.
     """
 
     def load(folder, app="processors", debug=False):
         settings = Settings.load(folder, environ={}, app=app)
-        return Runner(load_app(settings), debug=debug)
+        return ProcessorRunner(load_app(settings), debug=debug)
 
     return load
 

@@ -37,7 +37,7 @@ CASE_IDS = [params or "<bare name>" for params, *_ in OLDSTYLE_CASES]
 def answer(runner, params, body=b"", content_type=None):
     """(status, content type, body, processor) for `params` run in-process."""
     cmd = f"oldufop/{params}" if params else "oldufop"
-    outcome = runner.run(cmd, io.BytesIO(body), declared_content_type=content_type)
+    outcome = runner.process_cmd(cmd, io.BytesIO(body), declared_content_type=content_type)
     response = outcome.response
     return response.status, response.content_type, response.body, outcome.processor
 
@@ -156,7 +156,7 @@ def test_each_kind_of_return_value(load_runner, params, status, content_type, bo
 
 
 def test_a_response_with_http_headers_keeps_them_and_its_status(load_runner):
-    outcome = load_runner(OLDSTYLE, app="app").run("oldufop/created/9", io.BytesIO(b""))
+    outcome = load_runner(OLDSTYLE, app="app").process_cmd("oldufop/created/9", io.BytesIO(b""))
     assert outcome.response.status == 201
     assert outcome.response.headers == {"X-Custom": "made-9"}  # Content-Type became the content type
     assert outcome.response.content_type == "text/html; charset=utf-8"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .app.project import load_app
 from .app.routing import join_cmd
-from .app.runner import Runner
+from .app.runner import ProcessorRunner
 from .app.settings import Settings, load_env_file
 
 
@@ -34,11 +34,11 @@ def run(cmd, data, *, app="processors", content_type=None, project="."):
     full_cmd = join_cmd(name, cmd)
     is_path = isinstance(data, (str, os.PathLike))
     with open(data, "rb") if is_path else io.BytesIO(bytes(data)) as buffer:
-        return runner.run(full_cmd, buffer, declared_content_type=content_type).response
+        return runner.process_cmd(full_cmd, buffer, declared_content_type=content_type).response
 
 
 @cache
 def _load(app, project):
     load_env_file(project)
     settings = Settings.load(project, app=app)
-    return Runner(load_app(settings), debug=True), settings.name
+    return ProcessorRunner(load_app(settings), debug=True), settings.name

@@ -10,16 +10,17 @@ import pytest
 from ufop_sdk import BadRequest, NotFound, Processor, UfopError, integer
 from ufop_sdk.app.project import App
 from ufop_sdk.app.routing import RouteTable
-from ufop_sdk.app.runner import Runner
+from ufop_sdk.app.runner import ProcessorRunner
 
 
 def runner_for(*processors, debug=False):
-    return Runner(App("processors", Path("."), RouteTable(processors, default_timeout=30)), debug=debug)
+    app = App("processors", Path("."), RouteTable(processors, default_timeout=30))
+    return ProcessorRunner(app, debug=debug)
 
 
 def run(runner, cmd, data=b"", **request):
     """Run `cmd` on `data` and return (status, parsed JSON body, processor name)."""
-    outcome = runner.run(cmd, io.BytesIO(data), **request)
+    outcome = runner.process_cmd(cmd, io.BytesIO(data), **request)
     return outcome.response.status, json.loads(outcome.response.body), outcome.processor
 
 
@@ -140,7 +141,7 @@ def test_a_ufop_error_raised_by_a_processor_keeps_its_status_and_message(kind, s
 
 
 def test_any_other_exception_is_a_500_naming_only_the_processor():
-    outcome = runner_for(Crash).run("myufop/crash", io.BytesIO(b""), request_id="req-4")
+    outcome = runner_for(Crash).process_cmd("myufop/crash", io.BytesIO(b""), request_id="req-4")
     assert (outcome.response.status, outcome.processor) == (500, "Crash")
     assert json.loads(outcome.response.body) == {"error": "internal error in processor 'Crash'",
                                                  "request_id": "req-4"}
@@ -174,9 +175,9 @@ def test_setup_runs_once_per_runner_across_requests():
 
     runner = runner_for(Model)
     for _ in range(3):
-        assert runner.run("myufop/predict", io.BytesIO(b"")).response.status == 200
+        assert runner.process_cmd("myufop/predict", io.BytesIO(b"")).response.status == 200
     assert len(setups) == 1
-    runner_for(Model).run("myufop/predict", io.BytesIO(b""))
+    runner_for(Model).process_cmd("myufop/predict", io.BytesIO(b""))
     assert len(setups) == 2
 
 

@@ -3,7 +3,7 @@ cmds, query strings, headers and bodies sent over real HTTP to a real ``serve``.
 
 The served app (project/wellbehaved.py) answers every input with 2xx or 4xx,
 so any 5xx, unhandled exception or traceback in the server's output is a bug.
-Over HTTP the in-process Runner is the oracle: the server must answer each cmd
+Over HTTP the in-process ProcessorRunner is the oracle: the server must answer each cmd
 with the status ``ufop-sdk test`` would give it. Inputs tried go to
 test-artifacts/reliability/fuzz.json.
 """
@@ -191,7 +191,7 @@ def test_any_cmd_over_http_gets_what_the_runner_gives_it(server, client, app):
         tried["cmd over HTTP"] += 1
         status, headers, answer = client.request("POST", "/handler?cmd=" + quote(cmd, safe=""), body)
         assert_answer_is_sane("cmd", status, headers, answer)
-        assert status == app.run(cmd, io.BytesIO(body)).response.status, (cmd, answer[:300])
+        assert status == app.process_cmd(cmd, io.BytesIO(body)).response.status, (cmd, answer[:300])
 
     post()
     assert_unharmed(server)

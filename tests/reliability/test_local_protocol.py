@@ -13,6 +13,7 @@ from harness import PROJECT, record
 from hostile import Exploit
 from support import clean_environment
 
+from ufop_sdk.app.jobs import Job
 from ufop_sdk.executors.local import protocol
 
 pytestmark = pytest.mark.reliability
@@ -46,9 +47,8 @@ def local_worker(tmp_path):
 
 
 def run_frame(body):
-    header = {"op": "run", "cmd": "t/echo", "processor": "Echo", "groups": {}, "request_id": "x",
-              "declared_content_type": None, "url": None, "fd": False}
-    return protocol.encode(header, body) + body
+    job = Job(cmd="t/echo", processor="Echo", groups={}, timeout=5, request_id="x", body=body)
+    return protocol.encode(protocol.job_header(job), body) + body
 
 
 def test_a_local_worker_answers_its_frames(local_worker):

@@ -9,6 +9,7 @@ from ..arguments import build_args
 from ..errors import ProcessingTimeout, UfopError, UnsupportedMediaType
 from ..request import Request
 from ..response import error_response, to_response
+from .jobs import Job
 from .media import media_type_matches, sniff_file
 from .routing import split_cmd
 
@@ -23,8 +24,9 @@ class Outcome:
     processor: object = None
 
 
-class Runner:
-    """Runs a loaded App's processors in this process.
+class ProcessorRunner:
+    """Runs a loaded App's processors in this process: `process_cmd` routes a cmd first (`test`,
+    ufop_sdk.testing), `process_job` runs a Job the server routed (the workers of both executors).
 
     Each processor is instantiated and its ``setup()`` run once, on first use
     or by `setup_all`. With ``debug`` true, a 500's body carries the traceback
@@ -66,25 +68,26 @@ class Runner:
                 problems[route.name] = f"health() failed: {type(exc).__name__}: {exc}"
         return problems
 
-    def run(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
+    def process_cmd(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
         """Route `cmd` and process one input; always an Outcome, errors as JSON Responses."""
         try:
             match = self.app.routes.resolve(cmd)
         except UfopError as exc:
             return Outcome(error_response(exc, request_id))
-        return self.execute(match.route.name, match.groups, cmd, buffer,
-                            declared_content_type=declared_content_type, url=url, request_id=request_id)
+        job = Job(cmd=cmd, processor=match.route.name, groups=match.groups, timeout=match.route.timeout,
+                  request_id=request_id, declared_content_type=declared_content_type, url=url)
+        return self.process_job(job, buffer)
 
-    def execute(self, processor, groups, cmd, buffer, *, declared_content_type=None, url=None,
-                request_id=None):
-        """Process one input with the processor named `processor`, its route's `groups` given.
+    def process_job(self, job, buffer):
+        """Process `job` (a Job, already routed) on its input, `buffer` (a binary file).
 
         The server routes before it hands a request over, so a worker starts
         here. Always returns an Outcome; errors become JSON Responses.
         """
+        processor, request_id = job.processor, job.request_id
         try:
             route = self.app.routes.route_named(processor)
-            request = _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id)
+            request = _build_request(route, job, buffer)
             value = self._instance(route).process(request)
             return Outcome(to_response(value, processor), processor)
         except UfopError as exc:
@@ -116,9 +119,9 @@ class Runner:
         return instance
 
 
-def _build_request(route, groups, buffer, cmd, declared_content_type, url, request_id):
-    name, params = split_cmd(cmd)
-    args = build_args(route.processor.Args, groups)
+def _build_request(route, job, buffer):
+    name, params = split_cmd(job.cmd)
+    args = build_args(route.processor.Args, job.groups)
     content_type = sniff_file(buffer)
     if route.accepts and not any(media_type_matches(p, content_type) for p in route.accepts):
         raise UnsupportedMediaType(
@@ -126,6 +129,6 @@ def _build_request(route, groups, buffer, cmd, declared_content_type, url, reque
     buffer.seek(0, 2)
     size = buffer.tell()
     buffer.seek(0)
-    return Request(buffer=buffer, args=args, content_type=content_type, cmd=cmd, name=name,
-                   params=params, size=size, declared_content_type=declared_content_type,
-                   url=url, request_id=request_id)
+    return Request(buffer=buffer, args=args, content_type=content_type, cmd=job.cmd, name=name,
+                   params=params, size=size, declared_content_type=job.declared_content_type,
+                   url=job.url, request_id=job.request_id)

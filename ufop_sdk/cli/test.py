@@ -9,7 +9,7 @@ import click
 
 from ..app.media import is_textual
 from ..app.routing import join_cmd
-from ..app.runner import Runner
+from ..app.runner import ProcessorRunner
 from .common import EXIT_FAILED, load_project, load_settings, project_options
 
 
@@ -30,7 +30,7 @@ def test_command(source, cmd, output, content_type, project, app):
     # The error's traceback is printed with its JSON; the runner's log would repeat it.
     logging.getLogger("ufop_sdk.runner").disabled = True
     settings = load_settings(project, app=app)
-    runner = Runner(load_project(settings), debug=True)
+    runner = ProcessorRunner(load_project(settings), debug=True)
     full_cmd = join_cmd(settings.name, cmd)
     if source.is_dir():
         _test_folder(runner, full_cmd, source, output, content_type)
@@ -40,7 +40,7 @@ def test_command(source, cmd, output, content_type, project, app):
 
 def _run(runner, cmd, path, content_type):
     with open(path, "rb") as buffer:
-        return runner.run(cmd, buffer, declared_content_type=content_type).response
+        return runner.process_cmd(cmd, buffer, declared_content_type=content_type).response
 
 
 def _test_file(runner, cmd, path, output, content_type):

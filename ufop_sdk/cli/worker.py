@@ -27,13 +27,19 @@ def worker_command(concurrency, project, app, celery_args):
     require_celery_versions()
     from celery.signals import worker_init  # only this command pays for Celery
 
-    from ..executors.celery.app import PREFORK, RedisNames, make_celery_app
+    from ..executors.celery.app import make_celery_app
+    from ..executors.celery.names import RedisNames
+    from ..executors.celery.transport import PREFORK
 
     celery = make_celery_app(settings, load_project(settings))
     celery.conf.worker_pool = PREFORK  # by name here: the --pool flag takes only Celery's own names
-    # Celery.start() drops the exit code of its worker command (1 after an "Unrecoverable error"),
-    # so we would exit 0 and a restart-on-failure supervisor would leave the worker down: the code
-    # is read off the worker itself.
+    # The exit code is Celery's own: the `app.Worker` instance's `exitcode` (1 after an "Unrecoverable
+    # error", so a restart-on-failure supervisor restarts it). The instance is made by Celery's
+    # `celery worker` command, not here: app.Worker takes keyword options, not argv, and the
+    # `-- CELERY_ARGS` pass-through needs that command's parsing (option types, --detach, --uid,
+    # node names in --logfile/--pidfile) before it calls app.Worker(...).start(). The command ends
+    # with ctx.exit(worker.exitcode), which Celery.start() does not return (Celery 5.7), so the
+    # instance is taken from the public worker_init signal, whose sender it is.
     workers = []
 
     def remember(sender, **_):

@@ -1,38 +1,9 @@
-"""The executor interface the server uses, and what travels through it."""
+"""The executor interface the server uses, and what travels through it (Job and Reply, from app/jobs.py)."""
 
 
-import attrs
+from ..app.jobs import Job, Reply
 
-
-@attrs.frozen
-class Job:
-    """One routed request, ready to run. Only small values and one input travel.
-
-    The input is either `body` (bytes, for small inputs) or `file` (an open
-    binary file whose descriptor is handed over); never both.
-    """
-
-    cmd: str
-    processor: str
-    groups: dict
-    timeout: float
-    request_id: str
-    body: bytes | None = None
-    file: object = None
-    declared_content_type: str | None = None
-    url: str | None = None
-
-
-@attrs.frozen
-class Reply:
-    """What a processor answered, and how long the request queued and ran."""
-
-    status: int
-    content_type: str | None
-    headers: dict
-    body: bytes
-    queued_seconds: float = 0.0
-    processing_seconds: float = 0.0
+__all__ = ["Executor", "Job", "Reply"]
 
 
 class Executor:

@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 
 from ...errors import Overloaded, ProcessingTimeout, UfopError
 from ..base import Executor, Reply
-from .app import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames, make_celery_app
+from .app import make_celery_app
 from .fleet import HEARTBEAT_SECONDS, HEARTBEAT_TTL, Fleet, read_fleet
+from .names import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames
+from .task import task_message
 
 log = logging.getLogger("ufop_sdk.celery")
 
@@ -90,8 +92,8 @@ class CeleryExecutor(Executor):
         if body is None:
             body = await self._take(reply["body_key"])
         total = time.monotonic() - submitted
-        return Reply(reply["status"], reply["content_type"], reply["headers"], body,
-                     max(0.0, total - reply["seconds"]), reply["seconds"])
+        return Reply.from_wire(reply, body=body, queued_seconds=max(0.0, total - reply["seconds"]),
+                               processing_seconds=reply["seconds"])
 
     async def health(self):
         problems = await self._broker_health()
@@ -136,9 +138,7 @@ class CeleryExecutor(Executor):
         await self.listener_redis.aclose()
 
     async def _message(self, job, reply_id):
-        message = {"reply_id": reply_id, "reply_to": self.reply_key, "cmd": job.cmd,
-                   "processor": job.processor, "groups": job.groups, "request_id": job.request_id,
-                   "declared_content_type": job.declared_content_type, "url": job.url}
+        message = task_message(job, reply_id, self.reply_key)
         if job.url is not None:
             return message
         if job.file is None and len(job.body or b"") <= self.settings.inline_bytes:

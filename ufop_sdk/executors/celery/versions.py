@@ -1,6 +1,6 @@
 """The Celery and kombu versions Celery mode is tested with, checked before it starts.
 
-app.py subclasses private parts of kombu and Celery (kombu's Redis
+transport.py subclasses private parts of kombu and Celery (kombu's Redis
 Channel: ``close``, ``_in_poll``, ``_brpop_read``, ``_connparams``; Celery's
 ``AsynPool.timers`` and ``TaskPool.Pool``). Those change without notice between
 minor releases, so a release outside the series below is refused rather than
@@ -10,7 +10,7 @@ check runs before them.
 
 from importlib.metadata import PackageNotFoundError, version
 
-# Also the pins in setup.py. To widen: re-check app.py's RedisChannel (close() and
+# Also the pins in setup.py. To widen: re-check transport.py's RedisChannel (close() and
 # _connparams() against kombu/transport/redis.py: the BRPOP-in-flight read on close, the detached
 # transport, ``client = None`` in Connection.collect), QuickPool (AsynPool.timers, maintain_pool) and
 # Prefork (TaskPool.Pool), then run tests/test_celery.py (redelivery and Redis-restart tests above all).

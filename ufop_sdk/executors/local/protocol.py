@@ -15,6 +15,8 @@ import struct
 
 import msgpack
 
+from ...app.jobs import Reply
+
 PREFIX = struct.Struct("!IQ")
 READ_SIZE = 1 << 16  # what one read takes while a frame's header is not yet in
 FDS_SPACE = socket.CMSG_SPACE(8 * 4)  # room for 8 descriptors beside one read
@@ -24,6 +26,24 @@ def encode(header, body=b""):
     """The frame's first part: prefix and header. Send `body` right after it."""
     encoded = msgpack.packb(header)
     return PREFIX.pack(len(encoded), len(body)) + encoded
+
+
+def job_header(job):
+    """The header of the frame that sends `job` (a Job); its input goes as the body or a descriptor."""
+    header = job.to_wire()
+    header["op"] = "run"
+    header["fd"] = job.file is not None
+    return header
+
+
+HEALTH_HEADER = {"op": "health"}
+
+
+def reply_header(response):
+    """The header of the frame that answers with `response` (a Response, or a Reply); its body follows."""
+    header = Reply.wire_of(response)
+    header["op"] = "reply"
+    return header
 
 
 def decode_header(data):

@@ -19,9 +19,10 @@ import sys
 import traceback
 
 from ...app.gc_tuning import settle_garbage_collector
+from ...app.jobs import Job
 from ...app.logs import REQUEST_ID, configure_worker_logging
 from ...app.project import load_app
-from ...app.runner import Runner
+from ...app.runner import ProcessorRunner
 from ...app.settings import Settings
 from . import protocol
 from .descendants import track_descendants
@@ -40,7 +41,7 @@ def main(argv=None):
     try:
         settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
         configure_worker_logging(settings.log_dir)
-        runner = Runner(load_app(settings), debug=options.debug)
+        runner = ProcessorRunner(load_app(settings), debug=options.debug)
     except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
@@ -67,15 +68,14 @@ def serve(sock, runner, descendants):
         if header["op"] == "health":
             _health(sock, runner)
         else:
-            token = REQUEST_ID.set(header.get("request_id"))
+            job = Job.from_wire(header)
+            token = REQUEST_ID.set(job.request_id)
             try:
-                response = _run(runner, header, body, fd)
+                response = _run(runner, job, body, fd)
                 descendants.kill_new()  # before the answer: once it is in, nothing the job started runs
             finally:
                 REQUEST_ID.reset(token)
-            protocol.send(sock, {"op": "reply", "status": response.status,
-                                 "content_type": response.content_type, "headers": response.headers},
-                          response.body)
+            protocol.send(sock, protocol.reply_header(response), response.body)
 
 
 def _health(sock, runner):
@@ -85,11 +85,9 @@ def _health(sock, runner):
     protocol.send(sock, {"op": "health", "problems": problems})
 
 
-def _run(runner, header, body, fd):
+def _run(runner, job, body, fd):
     with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
-        return runner.execute(header["processor"], header["groups"], header["cmd"], buffer,
-                              declared_content_type=header.get("declared_content_type"),
-                              url=header.get("url"), request_id=header.get("request_id")).response
+        return runner.process_job(job, buffer).response
 
 
 def _parse(argv):
