@@ -113,11 +113,13 @@ def main():
     parser.add_argument("after", type=Path)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--trivial-only", action="store_true", help="skip the thumbnails")
     options = parser.parse_args()
     workers = os.cpu_count()
     before, after = options.before.resolve(), options.after.resolve()
-    rows = trivial(before, after, options.rounds, options.seconds, workers) + \
-        thumbnails(before, after, options.rounds, options.seconds, workers)
+    rows = trivial(before, after, options.rounds, options.seconds, workers)
+    if not options.trivial_only:
+        rows += thumbnails(before, after, options.rounds, options.seconds, workers)
     print(f"Machine: {machine()}; before {before}, after {after}; {workers} workers; medians of "
           f"{options.rounds} alternating rounds of {options.seconds} s\n")
     print("| measure | before | after | after / before |")
