@@ -1,38 +1,31 @@
-"""Prometheus metrics for one server process, with prometheus-client's own types.
+"""Prometheus metrics for one server process.
 
-The registry also carries the collectors a Prometheus user expects of any
-Python process: ``process_*`` (CPU, resident memory, descriptors),
-``python_gc_*`` and ``python_info``.
+Counting happens on the event loop, so plain integers do: no lock per request
+as prometheus-client's own Counter and Histogram take. prometheus-client
+builds the exposition from them (its own metric families) when /metrics is
+read, on a registry that also carries its process, GC and platform
+collectors (``process_*``, ``python_gc_*``, ``python_info``).
 
-Recording a request (a count and three stages) costs 4.2 µs here against
-0.9 µs with the plain integers this replaced to avoid the library's locks
-(timeit, side by side in one run, medians of 5, 2 shared vCPUs): 3.3 µs of
-the ~160 µs of CPU a request costs the server, for the standard types.
-Caching the labelled counter saves 0.8 µs of it: not worth code of our own.
-In a running ``serve`` (wrk, trivial processor, server CPU from /proc, A/B
-side by side) this change alone added 6 to 15 µs to the ~200 µs a request
-costs: more than the loop shows, within the noise of the throughput ratio.
+Measured against its Counter and Histogram (issue #16; 2 shared vCPUs, one
+run side by side): recording a request costs 0.9 µs here against 4.2 µs
+(timeit), and in a running ``serve`` (wrk, trivial processor, A/B) the
+library's types added 6-15 µs of the ~200 µs of server CPU a request costs,
+which took the trivial benchmark below its 70%-of-bare-Tornado target.
 """
+
+from bisect import bisect_left
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
-    Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 STAGES = ("fetch", "queue", "process", "total")
-# The exposition keeps the series it always had: a ``*_created`` series per
-# label set would double them and tell a scraper nothing it uses.
-disable_created_metrics()
-
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -42,38 +35,44 @@ class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, describe_executor, in_flight):
+        self.describe_executor = describe_executor
+        self.in_flight = in_flight
+        self.requests = {}
+        # per stage: a count per bucket (the last one is +Inf) and the sum
+        self.buckets = {stage: [0] * (len(BUCKETS) + 1) for stage in STAGES}
+        self.sums = dict.fromkeys(STAGES, 0.0)
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, GCCollector, PlatformCollector):
             collector(registry=self.registry)
-        self.requests = Counter("ufop_requests", "Requests answered, by processor and status.",
-                                ["processor", "status"], registry=self.registry)
-        seconds = Histogram("ufop_request_seconds", "Seconds per request stage.", ["stage"],
-                            buckets=BUCKETS, registry=self.registry)
-        # Every stage is exposed from the start, "fetch" too before any request fetched.
-        self.stage_seconds = {stage: seconds.labels(stage) for stage in STAGES}
-        Gauge("ufop_requests_in_flight", "Requests being answered.",
-              registry=self.registry).set_function(in_flight)
-        self.registry.register(WorkersCollector(describe_executor))
+        self.registry.register(self)
 
     def observe(self, processor, status, timings):
-        """Count one answered request; `timings` are its seconds by stage."""
-        self.requests.labels(processor or "-", str(status)).inc()
+        key = (processor or "-", str(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
         for stage, seconds in timings.items():
-            self.stage_seconds[stage].observe(seconds)
+            self.buckets[stage][bisect_left(BUCKETS, seconds)] += 1
+            self.sums[stage] += seconds
 
     def render(self):
         return generate_latest(self.registry)
 
-
-class WorkersCollector:
-    """``ufop_workers{state}``: read from the executor's describe() when /metrics is scraped."""
-
-    def __init__(self, describe_executor):
-        self.describe_executor = describe_executor
-
     def collect(self):
+        requests = CounterMetricFamily("ufop_requests", "Requests answered, by processor and status.",
+                                       labels=["processor", "status"])
+        for (processor, status), count in sorted(self.requests.items()):
+            requests.add_metric([processor, status], count)
+        seconds = HistogramMetricFamily("ufop_request_seconds", "Seconds per request stage.",
+                                        labels=["stage"])
+        for stage in STAGES:
+            cumulative, total = [], 0
+            for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.buckets[stage], strict=True):
+                total += count
+                cumulative.append((bound, total))
+            seconds.add_metric([stage], cumulative, self.sums[stage])
+        in_flight = GaugeMetricFamily("ufop_requests_in_flight", "Requests being answered.",
+                                      value=self.in_flight())
         workers = GaugeMetricFamily("ufop_workers", "Worker processes, by state.", labels=["state"])
         figures = self.describe_executor()
         workers.add_metric(["running"], figures.get("workers", 0))
         workers.add_metric(["busy"], figures.get("busy", 0))
-        return [workers]
+        return [requests, seconds, in_flight, workers]
