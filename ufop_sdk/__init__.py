@@ -15,7 +15,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .processor import Processor
-from .request import Request
+from .request import FetchedUrl, Request
 from .response import Response
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BadRequest",
     "ConfigError",
+    "FetchedUrl",
     "Forbidden",
     "NotFound",
     "Overloaded",

@@ -1,4 +1,4 @@
-"""The Request a processor receives."""
+"""The Request a processor receives, and what its `fetch` gives."""
 
 from typing import Any, BinaryIO
 
@@ -38,3 +38,42 @@ class Request:
     declared_content_type: str | None = None
     url: str | None = None
     request_id: str | None = None
+    # req.fetch's engine for this request (app/fetches.py's RequestFetches), given by the runner
+    fetches: Any = attrs.field(default=None, repr=False, eq=False)
+
+    def fetch(self, url, *, max_bytes=None, timeout=None):
+        """Download `url` under the guard the request's own source has (UFOP_BLOCKED_NETWORKS,
+        UFOP_ALLOWED_SOURCE_HOSTS); returns a FetchedUrl whose file is closed when the request ends.
+
+        `max_bytes` and `timeout` replace UFOP_MAX_SOURCE_BYTES and UFOP_FETCH_TIMEOUT. Raises
+        Forbidden (403) for a refused address, SourceError (502) naming the URL for an origin that
+        cannot be reached or answers other than 2xx, PayloadTooLarge (413), ProcessingTimeout (504).
+        """
+        return self.fetches.fetch(url, max_bytes=max_bytes, timeout=timeout)
+
+    def fetch_all(self, urls, *, concurrency=8, max_bytes=None, timeout=None):
+        """Fetch `urls`, `concurrency` at a time; yields their FetchedUrl in the order given.
+
+        The first failure (in any order) is raised at once, and the fetches not yet
+        yielded are cancelled, their connections closed and their files dropped.
+        """
+        return self.fetches.fetch_all(urls, concurrency=concurrency, max_bytes=max_bytes, timeout=timeout)
+
+
+@attrs.frozen
+class FetchedUrl:
+    """What `Request.fetch` gives: a downloaded URL.
+
+    Attributes:
+        file: the body, a binary seekable file at position 0 (closed when the request ends).
+        size: its length in bytes.
+        content_type: the media type sniffed from the bytes, as for inputs.
+        declared_content_type: the origin's Content-Type, or None.
+        url: the URL the body came from, after redirects.
+    """
+
+    file: BinaryIO = attrs.field(repr=False)
+    size: int
+    content_type: str
+    declared_content_type: str | None
+    url: str

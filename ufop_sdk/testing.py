@@ -41,4 +41,7 @@ def run(cmd, data, *, app="processors", content_type=None, project="."):
 def _load(app, project):
     load_env_file(project)
     settings = Settings.load(project, app=app)
-    return ProcessorRunner(load_app(settings), debug=True), settings.name
+    from .sources.blocking import BlockingFetcher  # here: importing ufop_sdk.testing loads no Tornado
+
+    fetcher = BlockingFetcher.from_settings(settings)
+    return ProcessorRunner(load_app(settings), debug=True, fetcher=fetcher), settings.name

@@ -9,6 +9,7 @@ from ..arguments import build_args
 from ..errors import ProcessingTimeout, UfopError, UnsupportedMediaType
 from ..request import Request
 from ..response import error_response, to_response
+from .fetches import RequestFetches
 from .jobs import Job
 from .media import media_type_matches, sniff_file
 from .routing import split_cmd
@@ -30,12 +31,14 @@ class ProcessorRunner:
 
     Each processor is instantiated and its ``setup()`` run once, on first use
     or by `setup_all`. With ``debug`` true, a 500's body carries the traceback
-    (``dev`` and ``test``); otherwise only the log does.
+    (``dev`` and ``test``); otherwise only the log does. `fetcher` serves
+    ``req.fetch`` (sources/blocking.py's BlockingFetcher, built from the settings).
     """
 
-    def __init__(self, app, debug=False, timeout_exceptions=()):
+    def __init__(self, app, debug=False, timeout_exceptions=(), fetcher=None):
         self.app = app
         self.debug = debug
+        self.fetcher = fetcher
         # what an executor raises inside process() when time is up (Celery's soft limit)
         self.timeout_exceptions = tuple(timeout_exceptions)
         self._instances = {}
@@ -85,9 +88,10 @@ class ProcessorRunner:
         here. Always returns an Outcome; errors become JSON Responses.
         """
         processor, request_id = job.processor, job.request_id
+        fetches = RequestFetches(self.fetcher)
         try:
             route = self.app.routes.route_named(processor)
-            request = _build_request(route, job, buffer)
+            request = _build_request(route, job, buffer, fetches)
             value = self._instance(route).process(request)
             return Outcome(to_response(value, processor), processor)
         except UfopError as exc:
@@ -101,6 +105,8 @@ class ProcessorRunner:
             error = UfopError(f"internal error in processor {processor!r}")
             details = traceback.format_exc() if self.debug else None
             return Outcome(error_response(error, request_id, details), processor)
+        finally:
+            fetches.close()  # what req.fetch gave does not outlive the request
 
     def _instance(self, route):
         instance = self._instances.get(route.name)
@@ -119,7 +125,7 @@ class ProcessorRunner:
         return instance
 
 
-def _build_request(route, job, buffer):
+def _build_request(route, job, buffer, fetches):
     name, params = split_cmd(job.cmd)
     args = build_args(route.processor.Args, job.groups)
     content_type = sniff_file(buffer)
@@ -131,4 +137,4 @@ def _build_request(route, job, buffer):
     buffer.seek(0)
     return Request(buffer=buffer, args=args, content_type=content_type, cmd=job.cmd, name=name,
                    params=params, size=size, declared_content_type=job.declared_content_type,
-                   url=job.url, request_id=job.request_id)
+                   url=job.url, request_id=job.request_id, fetches=fetches)

@@ -10,6 +10,7 @@ import click
 from ..app.media import is_textual
 from ..app.routing import join_cmd
 from ..app.runner import ProcessorRunner
+from ..sources.blocking import BlockingFetcher
 from .common import EXIT_FAILED, load_project, load_settings, project_options
 
 
@@ -30,7 +31,8 @@ def test_command(source, cmd, output, content_type, project, app):
     # The error's traceback is printed with its JSON; the runner's log would repeat it.
     logging.getLogger("ufop_sdk.runner").disabled = True
     settings = load_settings(project, app=app)
-    runner = ProcessorRunner(load_project(settings), debug=True)
+    fetcher = BlockingFetcher.from_settings(settings)
+    runner = ProcessorRunner(load_project(settings), debug=True, fetcher=fetcher)
     full_cmd = join_cmd(settings.name, cmd)
     if source.is_dir():
         _test_folder(runner, full_cmd, source, output, content_type)

@@ -87,6 +87,7 @@ class GuardedResolver(Resolver):
 class Fetched:
     spool: Spool
     content_type: object
+    url: str = None  # after redirects
 
 
 class SourceFetcher:
@@ -101,14 +102,17 @@ class SourceFetcher:
                                             # bytes too, and says 413; Tornado's would say 599.
                                             max_body_size=1 << 62)
 
-    async def fetch(self, url):
-        """Fetch `url` within the policy; returns Fetched. Raises a UfopError."""
-        deadline = time.monotonic() + self.policy.timeout
-        spool = Spool(self.policy.max_bytes, self.policy.spool_dir, what="source")
+    async def fetch(self, url, *, max_bytes=None, timeout=None):
+        """Fetch `url` within the policy, whose size and time limits `max_bytes` and `timeout`
+        replace when given; returns Fetched. Raises a UfopError."""
+        policy = attrs.evolve(self.policy, max_bytes=max_bytes or self.policy.max_bytes,
+                              timeout=timeout or self.policy.timeout)
+        deadline = time.monotonic() + policy.timeout
+        spool = Spool(policy.max_bytes, policy.spool_dir, what="source")
         try:
             for hop in range(MAX_REDIRECTS + 1):
-                self.policy.check_url(url, redirected=hop > 0)
-                response = await self._fetch_once(url, spool, deadline)
+                policy.check_url(url, redirected=hop > 0)
+                response = await self._fetch_once(url, spool, deadline, policy)
                 location = response.headers.get("Location")
                 if response.code in REDIRECTS and location:
                     url = urljoin(url, location)
@@ -116,26 +120,26 @@ class SourceFetcher:
                     continue
                 if not 200 <= response.code < 300:
                     raise SourceError(f"the source answered {response.code} {response.reason}")
-                return Fetched(spool, response.headers.get("Content-Type"))
+                return Fetched(spool, response.headers.get("Content-Type"), url)
             raise SourceError(f"the source redirected more than {MAX_REDIRECTS} times")
         except BaseException:
             spool.close()
             raise
 
-    async def _fetch_once(self, url, spool, deadline):
+    async def _fetch_once(self, url, spool, deadline, policy):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ProcessingTimeout(f"fetching the source took over {self.policy.timeout:g}s")
-        transfer = _Transfer(spool, self.policy.max_bytes)
+            raise ProcessingTimeout(f"fetching the source took over {policy.timeout:g}s")
+        transfer = _Transfer(spool, policy.max_bytes)
         request = HTTPRequest(url, follow_redirects=False, connect_timeout=remaining,
                               request_timeout=remaining, streaming_callback=transfer.chunk,
                               header_callback=transfer.header_line, decompress_response=True)
         try:
             response = await self.client.fetch(request, raise_error=False)
         except Exception as exc:  # noqa: BLE001 - connection failures, timeouts, our own refusals
-            raise transfer.error or _fetch_error(exc, url, self.policy.timeout) from None
+            raise transfer.error or _fetch_error(exc, url, policy.timeout) from None
         if response.code == 599:
-            raise transfer.error or _fetch_error(response.error, url, self.policy.timeout)
+            raise transfer.error or _fetch_error(response.error, url, policy.timeout)
         return response
 
     def close(self):

@@ -21,6 +21,7 @@ from ...app.jobs import Job, Reply
 from ...app.runner import ProcessorRunner
 from ...errors import ProcessingTimeout, SourceError, UfopError
 from ...response import error_response
+from ...sources.blocking import BlockingFetcher
 from ...sources.fetch import SourceFetcher, SourcePolicy
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, MAX_ATTEMPTS
 
@@ -36,7 +37,8 @@ def register_task(celery, route, names):
 
 def child_state(state):
     if state["runner"] is None:
-        state["runner"] = ProcessorRunner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,))
+        state["runner"] = ProcessorRunner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,),
+                                          fetcher=BlockingFetcher.from_settings(state["settings"]))
         state["runner"].setup_all()
         state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
     return state

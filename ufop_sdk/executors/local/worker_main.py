@@ -24,6 +24,8 @@ from ...app.logs import REQUEST_ID, configure_worker_logging
 from ...app.project import load_app
 from ...app.runner import ProcessorRunner
 from ...app.settings import Settings
+from ...sources.blocking import BlockingFetcher
+from ...sources.networks import DEFAULT_BLOCKED_NETWORKS
 from . import protocol
 from .descendants import track_descendants
 
@@ -41,7 +43,9 @@ def main(argv=None):
     try:
         settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
         configure_worker_logging(settings.log_dir)
-        runner = ProcessorRunner(load_app(settings), debug=options.debug)
+        # dev (--debug) fetches from anywhere, as its server does for sources; serve keeps the default list
+        fetcher = BlockingFetcher.from_settings(settings, () if options.debug else DEFAULT_BLOCKED_NETWORKS)
+        runner = ProcessorRunner(load_app(settings), debug=options.debug, fetcher=fetcher)
     except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
