@@ -43,5 +43,5 @@ def _load(app, project):
     settings = Settings.load(project, app=app)
     from .sources.blocking import BlockingFetcher  # here: importing ufop_sdk.testing loads no Tornado
 
-    fetcher = BlockingFetcher.from_settings(settings)
+    fetcher = BlockingFetcher(settings)
     return ProcessorRunner(load_app(settings), debug=True, fetcher=fetcher), settings.name

@@ -31,7 +31,7 @@ def test_command(source, cmd, output, content_type, project, app):
     # The error's traceback is printed with its JSON; the runner's log would repeat it.
     logging.getLogger("ufop_sdk.runner").disabled = True
     settings = load_settings(project, app=app)
-    fetcher = BlockingFetcher.from_settings(settings)
+    fetcher = BlockingFetcher(settings)
     runner = ProcessorRunner(load_project(settings), debug=True, fetcher=fetcher)
     full_cmd = join_cmd(settings.name, cmd)
     if source.is_dir():

@@ -30,26 +30,26 @@ MAX_CLIENTS = 1024
 
 
 class BlockingFetcher:
-    """Fetches for processors within `policy` (a SourcePolicy). One per process; thread-safe.
+    """Fetches for processors, within the SSRF guard and limits of a source. One per process;
+    thread-safe.
 
-        fetcher = BlockingFetcher.from_settings(settings)
+        fetcher = BlockingFetcher(settings)
         fetched = fetcher.fetch("https://example.com/logo.png")
     """
 
-    def __init__(self, policy):
-        self.policy = policy
+    def __init__(self, settings, default_blocked=DEFAULT_BLOCKED_NETWORKS):
+        """A fetcher within the policy `settings` describe; `default_blocked` applies when
+        UFOP_BLOCKED_NETWORKS is unset. The policy is made at the first fetch, so a process
+        that never fetches says nothing about it (an empty UFOP_BLOCKED_NETWORKS's warning)."""
+        self.settings = settings
+        self.default_blocked = default_blocked
         self._lock = threading.Lock()
         self._pid = None
         self._loop = None
         self._fetcher = None
 
-    @classmethod
-    def from_settings(cls, settings, default_blocked=DEFAULT_BLOCKED_NETWORKS):
-        """The fetcher `settings` describe; `default_blocked` applies when UFOP_BLOCKED_NETWORKS is unset."""
-        return cls(SourcePolicy.from_settings(settings, default_blocked))
-
     def __repr__(self):
-        return f"BlockingFetcher({self.policy!r})"
+        return f"BlockingFetcher(project_dir={str(self.settings.project_dir)!r})"
 
     def fetch(self, url, *, max_bytes=None, timeout=None):
         """A FetchedUrl for `url`; raises a UfopError naming it (see Request.fetch)."""
@@ -104,7 +104,8 @@ class BlockingFetcher:
 
     async def _new_fetcher(self):
         logging.getLogger("tornado.application").addFilter(_QUIET_CANCELLED)  # once: filters are a set
-        return SourceFetcher(self.policy, max_clients=MAX_CLIENTS)  # on the loop that will run it
+        policy = SourcePolicy.from_settings(self.settings, self.default_blocked)
+        return SourceFetcher(policy, max_clients=MAX_CLIENTS)  # on the loop that will run it
 
 
 class _QuietCancelled(logging.Filter):

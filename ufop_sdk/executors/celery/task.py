@@ -38,7 +38,7 @@ def register_task(celery, route, names):
 def child_state(state):
     if state["runner"] is None:
         state["runner"] = ProcessorRunner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,),
-                                          fetcher=BlockingFetcher.from_settings(state["settings"]))
+                                          fetcher=BlockingFetcher(state["settings"]))
         state["runner"].setup_all()
         state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
     return state

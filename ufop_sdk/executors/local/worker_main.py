@@ -44,7 +44,7 @@ def main(argv=None):
         settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
         configure_worker_logging(settings.log_dir)
         # dev (--debug) fetches from anywhere, as its server does for sources; serve keeps the default list
-        fetcher = BlockingFetcher.from_settings(settings, () if options.debug else DEFAULT_BLOCKED_NETWORKS)
+        fetcher = BlockingFetcher(settings, () if options.debug else DEFAULT_BLOCKED_NETWORKS)
         runner = ProcessorRunner(load_app(settings), debug=options.debug, fetcher=fetcher)
     except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
