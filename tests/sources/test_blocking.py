@@ -1,4 +1,5 @@
-"""req.fetch and req.fetch_all in `serve` workers: real HTTP, a real server, real local origins.
+"""req.fetch and req.fetch_all in `serve` workers (real HTTP, a real server, real local origins),
+then the same in Celery workers, `ufop-sdk test` and ufop_sdk.testing.run.
 
 The server may fetch from 127.0.0.1 but not from 127.0.0.2 (UFOP_BLOCKED_NETWORKS=127.0.0.2/32),
 though both hosts are allowed by name: the blocked address is refused whatever the host list says.
@@ -8,7 +9,10 @@ import json
 import time
 
 import pytest
-from support import PROJECTS, Origin, Server
+from redis_support import Worker
+from support import PROJECTS, Origin, Server, run_cli
+
+from ufop_sdk.testing import run
 
 FETCHING = PROJECTS / "fetching"
 GUARD = {"UFOP_BLOCKED_NETWORKS": "127.0.0.2/32", "UFOP_ALLOWED_SOURCE_HOSTS": "127.0.0.1,127.0.0.2",
@@ -144,3 +148,44 @@ def test_fetch_all_raises_the_first_failure_at_once_and_cancels_the_rest(server,
     assert status == 502 and origin.url("/missing") in error_of(body)
     assert time.monotonic() - began < 2.5, "the failure did not wait for the slow fetches"
     assert len(origin.requests) <= 4, "no fetch starts after the failure"
+
+
+# The other paths: each gives its fetcher the project's settings.
+
+def test_celery_workers_fetch_under_the_same_guard(redis_server, origin, internal, png):
+    origin.serve("/photo", png, content_type="image/png")
+    broker = {"UFOP_BROKER_URL": redis_server.url(0)}
+    with Worker(FETCHING, redis_server.url(0), env=GUARD), \
+            Server(FETCHING, "--host", "127.0.0.1", env={**GUARD, **broker}) as server:
+        status, _, body = server.post("t/fetch", lines(origin.url("/photo")), timeout=15)
+        assert status == 200, body
+        assert (json.loads(body)[0]["size"], json.loads(body)[0]["content_type"]) == (len(png), "image/png")
+        status, _, body = server.post("t/fetch_all/8", lines(*[origin.url("/photo")] * 3), timeout=15)
+        assert (status, json.loads(body)["results"]) == (200, [[origin.url("/photo"), len(png)]] * 3)
+        status, _, body = server.post("t/fetch", lines(internal.url("/secret.txt")), timeout=15)
+        assert status == 403 and "127.0.0.2" in error_of(body)
+    assert internal.requests == []
+
+
+def test_ufop_sdk_test_fetches_under_the_project_settings(tmp_path, origin, internal):
+    origin.serve("/a.txt", b"hello", content_type="text/plain")
+    (tmp_path / "urls.txt").write_bytes(lines(origin.url("/a.txt")))
+    (tmp_path / "blocked.txt").write_bytes(lines(internal.url("/secret.txt")))
+    result = run_cli("test", tmp_path / "urls.txt", "fetch", "--project", FETCHING, env=GUARD)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["declared_content_type"] == "text/plain"
+    result = run_cli("test", tmp_path / "blocked.txt", "fetch", "--project", FETCHING, env=GUARD)
+    assert (result.returncode, result.stderr.split()[0]) == (1, b"403"), result.stderr
+    assert internal.requests == []
+
+
+def test_testing_run_fetches_under_the_project_settings(monkeypatch, origin, internal):
+    for name, value in GUARD.items():
+        monkeypatch.setenv(name, value)
+    origin.serve("/a.txt", b"hello", content_type="text/plain")
+    response = run("fetch", lines(origin.url("/a.txt")), project=FETCHING)
+    assert response.status == 200, response.body
+    assert json.loads(response.body)[0]["size"] == 5
+    assert run("fetch", lines(internal.url("/secret.txt")), project=FETCHING).status == 403
+    assert run("fetch", lines(origin.url("/gone")), project=FETCHING).status == 502
+    assert internal.requests == []
