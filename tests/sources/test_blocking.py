@@ -103,6 +103,22 @@ def test_a_fetch_over_its_own_max_bytes_is_413(server, origin):
     assert status == 413, body
 
 
+def test_a_fetch_past_its_own_timeout_is_504(server, origin):
+    origin.serve("/slow", b"late", delay=5)
+    began = time.monotonic()
+    status, _, body = server.post("t/fetch/timeout/0.5", lines(origin.url("/slow")))
+    assert status == 504 and origin.url("/slow") in error_of(body)
+    assert time.monotonic() - began < 3
+
+
+def test_a_processor_waiting_on_a_fetch_past_its_timeout_is_504(server, origin):
+    origin.serve("/slow", b"late", delay=10)
+    began = time.monotonic()
+    status, _, body = server.post("t/fetch_past_timeout", lines(origin.url("/slow")))
+    assert status == 504, body
+    assert time.monotonic() - began < 5
+
+
 def test_a_blocked_address_is_403_though_its_host_is_allowed(server, internal):
     status, _, body = server.post("t/fetch", lines(internal.url("/secret.txt")))
     assert status == 403
@@ -164,6 +180,11 @@ def test_celery_workers_fetch_under_the_same_guard(redis_server, origin, interna
         assert (status, json.loads(body)["results"]) == (200, [[origin.url("/photo"), len(png)]] * 3)
         status, _, body = server.post("t/fetch", lines(internal.url("/secret.txt")), timeout=15)
         assert status == 403 and "127.0.0.2" in error_of(body)
+        origin.serve("/slow", b"late", delay=10)
+        began = time.monotonic()
+        status, _, body = server.post("t/fetch_past_timeout", lines(origin.url("/slow")), timeout=15)
+        assert status == 504 and time.monotonic() - began < 5, body
+        assert server.post("t/fetch", lines(origin.url("/photo")), timeout=15)[0] == 200
     assert internal.requests == []
 
 

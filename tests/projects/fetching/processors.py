@@ -19,11 +19,22 @@ def described(fetched):
 
 
 class Fetch(Processor):
-    route = r"fetch(?:/max/(?P<max_bytes>\d+))?"
+    route = r"fetch(?:/max/(?P<max_bytes>\d+))?(?:/timeout/(?P<timeout>[0-9.]+))?"
 
     def process(self, req):
         max_bytes = int(req.args["max_bytes"]) if "max_bytes" in req.args else None
-        return [described(req.fetch(url, max_bytes=max_bytes)) for url in urls_of(req)]
+        timeout = float(req.args["timeout"]) if "timeout" in req.args else None
+        return [described(req.fetch(url, max_bytes=max_bytes, timeout=timeout)) for url in urls_of(req)]
+
+
+class FetchPastTimeout(Processor):
+    """Waits on a fetch longer than the processor may run."""
+
+    route = r"fetch_past_timeout"
+    timeout = 1
+
+    def process(self, req):
+        return described(req.fetch(urls_of(req)[0], timeout=60))
 
 
 class FetchAll(Processor):
