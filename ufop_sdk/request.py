@@ -55,7 +55,8 @@ class Request:
         """Fetch `urls`, `concurrency` at a time; yields their FetchedUrl in the order given.
 
         The first failure (in any order) is raised at once, and the fetches not yet
-        yielded are cancelled, their connections closed and their files dropped.
+        yielded are cancelled: those not started never start, the others drop what they
+        received and close their connection when the next bytes arrive (or at their timeout).
         """
         return self.fetches.fetch_all(urls, concurrency=concurrency, max_bytes=max_bytes, timeout=timeout)
 

@@ -168,6 +168,17 @@ def test_fetch_all_raises_the_first_failure_at_once_and_cancels_the_rest(server,
 
 # The other paths: each gives its fetcher the project's settings.
 
+def test_by_default_serve_workers_refuse_loopback_and_dev_workers_fetch_it(origin):
+    origin.serve("/a.txt", b"hello")
+    with Server(FETCHING, "--host", "127.0.0.1", workers=1) as server:
+        status, _, body = server.post("t/fetch", lines(origin.url("/a.txt")))
+        assert status == 403 and "127.0.0.1" in error_of(body)
+    assert origin.requests == []
+    with Server(FETCHING, command="dev", workers=1) as server:
+        status, _, body = server.post("t/fetch", lines(origin.url("/a.txt")))
+        assert status == 200 and json.loads(body)[0]["size"] == 5, body
+
+
 def test_celery_workers_fetch_under_the_same_guard(redis_server, origin, internal, png):
     origin.serve("/photo", png, content_type="image/png")
     broker = {"UFOP_BROKER_URL": redis_server.url(0)}
