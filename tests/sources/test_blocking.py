@@ -103,6 +103,17 @@ def test_a_fetch_over_its_own_max_bytes_is_413(server, origin):
     assert status == 413, body
 
 
+def test_leaving_fetch_all_early_cancels_the_fetches_not_yet_read(server, origin):
+    origin.serve("/first", b"first")
+    for number in range(10):
+        origin.serve(f"/slow{number}", b"late", delay=3)
+    began = time.monotonic()
+    urls = [origin.url("/first"), *(origin.url(f"/slow{number}") for number in range(10))]
+    assert server.post("t/first_of", lines(*urls))[::2] == (200, b"first")
+    assert time.monotonic() - began < 2.5, "the answer waited for fetches it did not read"
+    assert len(origin.requests) <= 2, "with concurrency 1, at most one fetch runs ahead"
+
+
 def test_a_fetch_past_its_own_timeout_is_504(server, origin):
     origin.serve("/slow", b"late", delay=5)
     began = time.monotonic()

@@ -47,6 +47,16 @@ class FetchAll(Processor):
         return {"results": results, "seconds": time.monotonic() - began}
 
 
+class FirstOf(Processor):
+    """Reads only the first of the URLs, leaving fetch_all's loop early."""
+
+    route = r"first_of"
+
+    def process(self, req):
+        for fetched in req.fetch_all(urls_of(req), concurrency=1):
+            return fetched.file.read()
+
+
 class Keep(Processor):
     route = r"keep"
 
