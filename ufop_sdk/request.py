@@ -4,6 +4,8 @@ from typing import Any, BinaryIO
 
 import attrs
 
+from .app.fetches import RequestFetches
+
 
 @attrs.frozen
 class Request:
@@ -39,7 +41,7 @@ class Request:
     url: str | None = None
     request_id: str | None = None
     # req.fetch's engine for this request (app/fetches.py's RequestFetches), given by the runner
-    fetches: Any = attrs.field(default=None, repr=False, eq=False)
+    fetches: RequestFetches = attrs.field(factory=lambda: RequestFetches(None), repr=False, eq=False)
 
     def fetch(self, url, *, max_bytes=None, timeout=None):
         """Download `url` under the guard the request's own source has (UFOP_BLOCKED_NETWORKS,
