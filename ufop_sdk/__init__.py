@@ -15,6 +15,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .processor import Processor
+from .qiniu import Headers, QiniuInfo
 from .request import Request
 from .response import Response
 
@@ -24,12 +25,14 @@ __all__ = [
     "BadRequest",
     "ConfigError",
     "Forbidden",
+    "Headers",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "ProcessingTimeout",
     "Processor",
     "ProjectError",
+    "QiniuInfo",
     "Request",
     "Response",
     "SourceError",

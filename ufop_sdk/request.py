@@ -4,6 +4,8 @@ from typing import Any, BinaryIO
 
 import attrs
 
+from .qiniu import Headers, QiniuInfo, as_headers
+
 
 @attrs.frozen
 class Request:
@@ -23,6 +25,8 @@ class Request:
         url: the ``url`` parameter as received, before any redirect, or None.
         size: the input's length in bytes.
         request_id: the id of this request in logs and error bodies.
+        headers: the request's headers, a read-only mapping whose names match whatever their case.
+        qiniu: the platform's X-Qiniu-* headers, decoded (a QiniuInfo; each None when missing or bad).
 
     Only small values travel between processes: the server hands a worker a
     file path and these fields, and the worker builds the Request there.
@@ -38,3 +42,6 @@ class Request:
     declared_content_type: str | None = None
     url: str | None = None
     request_id: str | None = None
+    headers: Headers = attrs.field(factory=Headers, converter=as_headers, repr=False)
+    qiniu: QiniuInfo = attrs.field(
+        default=attrs.Factory(lambda request: QiniuInfo.from_headers(request.headers), takes_self=True))
