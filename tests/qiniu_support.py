@@ -1,5 +1,6 @@
 """What the Qiniu platform sends an instance, and what processors should see of it (both executors)."""
 
+import base64
 import json
 
 from support import PROJECTS
@@ -21,3 +22,14 @@ def described(server, headers):
     status, _, body = server.post("q/headers", b"x", headers=headers)
     assert status == 200, body
     return json.loads(body)
+
+
+def b64(text):
+    """`text` in URL-safe base64 without padding, as Qiniu's parameters often are."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def answer_of(server, cmd):
+    """(status, JSON body) of `cmd` on a small body."""
+    status, _, body = server.post(cmd, b"x")
+    return status, json.loads(body)

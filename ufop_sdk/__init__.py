@@ -1,6 +1,6 @@
 """ufop-sdk: write Qiniu custom data processing services (UFOP) as Python classes."""
 
-from .arguments import choice, integer
+from .arguments import base64_text, choice, integer
 from .errors import (
     BadRequest,
     ConfigError,
@@ -14,6 +14,7 @@ from .errors import (
     UfopError,
     UnsupportedMediaType,
 )
+from .key_values import key_values, records, repeated
 from .processor import Processor
 from .qiniu import Headers, QiniuInfo
 from .request import Request
@@ -39,6 +40,10 @@ __all__ = [
     "UfopError",
     "UnsupportedMediaType",
     "__version__",
+    "base64_text",
     "choice",
     "integer",
+    "key_values",
+    "records",
+    "repeated",
 ]

@@ -1,7 +1,7 @@
-"""req.headers and req.qiniu in Celery mode: the headers cross a real Redis to a real ``ufop-sdk worker``."""
+"""Qiniu's conventions in Celery mode: headers and parameters cross a real Redis to a real worker."""
 
 import pytest
-from qiniu_support import DECODED, PLATFORM_HEADERS, QINIU, described
+from qiniu_support import DECODED, PLATFORM_HEADERS, QINIU, answer_of, b64, described
 from redis_support import Worker
 from support import Server
 
@@ -22,3 +22,10 @@ def test_headers_and_the_decoded_platform_headers_reach_a_celery_worker(celery_s
 def test_large_headers_cross_redis_whole(celery_server):
     big = "v" * (40 << 10)
     assert described(celery_server, {"X-Custom": big})["x-custom"] == big
+
+
+def test_key_value_parameters_parse_in_a_celery_worker(celery_server):
+    cmd = f"q/mkzip/2/url/{b64('http://a/1')}/url/{b64('http://b/2')}/alias/{b64('two')}"
+    assert answer_of(celery_server, cmd) == (200, [["http://a/1", None], ["http://b/2", "two"]])
+    status, answer = answer_of(celery_server, "q/mkzip/2/url/%%%")
+    assert (status, answer["error"]) == (400, "invalid argument 'url': expected URL-safe base64, got '%%%'")
