@@ -7,6 +7,7 @@ import attrs
 
 from ..arguments import build_args
 from ..errors import ProcessingTimeout, UfopError, UnsupportedMediaType
+from ..qiniu import Headers
 from ..request import Request
 from ..response import error_response, to_response
 from .jobs import Job
@@ -77,7 +78,7 @@ class ProcessorRunner:
             return Outcome(error_response(exc, request_id))
         job = Job(cmd=cmd, processor=match.route.name, groups=match.groups, timeout=match.route.timeout,
                   request_id=request_id, declared_content_type=declared_content_type, url=url,
-                  headers=dict(headers or {}))
+                  headers=dict(Headers(headers or ())))
         return self.process_job(job, buffer)
 
     def process_job(self, job, buffer):
