@@ -23,6 +23,7 @@ def test_headers_are_read_only_and_match_names_whatever_their_case():
 
 def test_a_header_given_twice_keeps_both_values_joined_as_http_joins_them():
     assert Headers([("Accept", "a"), ("accept", "b")]) == {"Accept": "a, b"}
+    assert Headers({"Accept": "a", "ACCEPT": "b"})["accept"] == "a, b"
 
 
 @pytest.mark.parametrize(("text", "expected"), [

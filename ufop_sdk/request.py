@@ -26,7 +26,8 @@ class Request:
         size: the input's length in bytes.
         request_id: the id of this request in logs and error bodies.
         headers: the request's headers, a read-only mapping whose names match whatever their case.
-        qiniu: the platform's X-Qiniu-* headers, decoded (a QiniuInfo; each None when missing or bad).
+
+    And ``qiniu``, the platform's X-Qiniu-* headers decoded (a QiniuInfo; each None when missing or bad).
 
     Only small values travel between processes: the server hands a worker a
     file path and these fields, and the worker builds the Request there.
@@ -43,5 +44,8 @@ class Request:
     url: str | None = None
     request_id: str | None = None
     headers: Headers = attrs.field(factory=Headers, converter=as_headers, repr=False)
-    qiniu: QiniuInfo = attrs.field(
-        default=attrs.Factory(lambda request: QiniuInfo.from_headers(request.headers), takes_self=True))
+
+    @property
+    def qiniu(self):
+        """The platform's X-Qiniu-* headers, decoded (a QiniuInfo), when asked: most processors never do."""
+        return QiniuInfo.from_headers(self.headers)
