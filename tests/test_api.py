@@ -16,7 +16,8 @@ HELLO = Path(__file__).resolve().parent.parent / "samples" / "hello"
 
 # What a user imports, and the loaded project's layer: none of it may pull in the server's, the
 # executors' or the CLI's libraries.
-PUBLIC_MODULES = ["errors", "processor", "request", "response", "arguments", "testing", "compat"]
+PUBLIC_MODULES = ["errors", "processor", "request", "response", "arguments", "testing", "compat", "qiniu",
+                  "key_values"]
 PACKAGE = Path(ufop_sdk.__file__).parent
 
 

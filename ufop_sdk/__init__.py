@@ -1,6 +1,6 @@
 """ufop-sdk: write Qiniu custom data processing services (UFOP) as Python classes."""
 
-from .arguments import choice, integer
+from .arguments import base64_text, choice, integer
 from .errors import (
     BadRequest,
     ConfigError,
@@ -14,7 +14,9 @@ from .errors import (
     UfopError,
     UnsupportedMediaType,
 )
+from .key_values import key_values, records, repeated
 from .processor import Processor
+from .qiniu import Headers, QiniuInfo
 from .request import FetchedUrl, Request
 from .response import Response
 
@@ -25,18 +27,24 @@ __all__ = [
     "ConfigError",
     "FetchedUrl",
     "Forbidden",
+    "Headers",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "ProcessingTimeout",
     "Processor",
     "ProjectError",
+    "QiniuInfo",
     "Request",
     "Response",
     "SourceError",
     "UfopError",
     "UnsupportedMediaType",
     "__version__",
+    "base64_text",
     "choice",
     "integer",
+    "key_values",
+    "records",
+    "repeated",
 ]

@@ -5,6 +5,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from .app.fetches import RequestFetches
+from .qiniu import Headers, QiniuInfo, as_headers
 
 
 @attrs.frozen
@@ -25,6 +26,9 @@ class Request:
         url: the ``url`` parameter as received, before any redirect, or None.
         size: the input's length in bytes.
         request_id: the id of this request in logs and error bodies.
+        headers: the request's headers, a read-only mapping whose names match whatever their case.
+
+    And ``qiniu``, the platform's X-Qiniu-* headers decoded (a QiniuInfo; each None when missing or bad).
 
     Only small values travel between processes: the server hands a worker a
     file path and these fields, and the worker builds the Request there.
@@ -42,6 +46,12 @@ class Request:
     request_id: str | None = None
     # req.fetch's engine for this request (app/fetches.py's RequestFetches), given by the runner
     fetches: RequestFetches = attrs.field(factory=lambda: RequestFetches(None), repr=False, eq=False)
+    headers: Headers = attrs.field(factory=Headers, converter=as_headers, repr=False)
+
+    @property
+    def qiniu(self):
+        """The platform's X-Qiniu-* headers, decoded (a QiniuInfo), when asked: most processors never do."""
+        return QiniuInfo.from_headers(self.headers)
 
     def fetch(self, url, *, max_bytes=None, timeout=None):
         """Download `url` under the guard the request's own source has (UFOP_BLOCKED_NETWORKS,

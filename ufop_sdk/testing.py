@@ -22,10 +22,11 @@ from .app.runner import ProcessorRunner
 from .app.settings import Settings, load_env_file
 
 
-def run(cmd, data, *, app="processors", content_type=None, project="."):
+def run(cmd, data, *, app="processors", content_type=None, project=".", headers=None):
     """Run `cmd` (without the ufop name) on `data` as the server would; return the Response.
 
-    `data` is bytes or a path to a file. Errors come back as Responses with
+    `data` is bytes or a path to a file; `headers` ({name: value}) are the
+    request's, as ``req.headers`` and ``req.qiniu`` see them. Errors come back as Responses with
     their status and JSON body, as a client would see them. The project is
     loaded, and its processors set up, once per (app, project) in a process;
     its ``.env`` goes into ``os.environ`` first, under variables already set.
@@ -34,7 +35,8 @@ def run(cmd, data, *, app="processors", content_type=None, project="."):
     full_cmd = join_cmd(name, cmd)
     is_path = isinstance(data, (str, os.PathLike))
     with open(data, "rb") if is_path else io.BytesIO(bytes(data)) as buffer:
-        return runner.process_cmd(full_cmd, buffer, declared_content_type=content_type).response
+        return runner.process_cmd(full_cmd, buffer, declared_content_type=content_type,
+                                  headers=headers).response
 
 
 @cache

@@ -2,6 +2,7 @@
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from support import SAMPLES, run_cli
@@ -161,3 +162,21 @@ def test_an_error_answer_that_is_not_json_prints_its_status_and_body_and_exits_1
     result = run_cli("test", tmp_path / "processors.py", "teapot", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.decode().splitlines() == ["418 text/plain: nope"]
+
+
+QINIU = Path(__file__).resolve().parent.parent / "projects" / "qiniu"
+
+
+def test_headers_given_with_h_reach_the_processor_and_req_qiniu(tmp_path):
+    source = tmp_path / "input.txt"
+    source.write_bytes(b"x")
+    result = run_cli("test", source, "headers", "-H", "X-Custom: a", "--header", "x-custom:b",
+                     "-H", "X-Qiniu-Uid: MTM0OTg1Nw==", "--project", QINIU)
+    answer = json.loads(result.stdout)
+    assert answer["x-custom"] == "a, b" and answer["qiniu"]["uid"] == 1349857
+
+
+def test_a_header_without_a_name_is_a_usage_error(tmp_path):
+    result = run_cli("test", QINIU / "processors.py", "headers", "-H", "no colon", "--project", QINIU)
+    assert result.returncode == 2
+    assert b"expected 'Name: value', got 'no colon'" in result.stderr and b"Traceback" not in result.stderr

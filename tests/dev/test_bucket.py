@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 from PIL import Image
-from support import SAMPLES, Server, save_image
+from support import PROJECTS, SAMPLES, Server, save_image
 
 THUMBNAIL = SAMPLES / "thumbnail"
 SECRET = b"the secret next to the bucket, never to be served"
@@ -329,3 +329,14 @@ def test_a_client_leaving_during_a_large_download_costs_no_error_and_the_next_re
     assert get(says, "small.txt")[::2] == (200, b"small\n")
     time.sleep(0.5)  # time for a traceback, if one were coming, to reach the log
     assert "Traceback" not in says.output() and "ERROR" not in says.output()
+
+
+def test_each_step_gets_the_requests_headers_and_the_platforms_bucket_key_and_pipeline(bucket):
+    with Server(PROJECTS / "qiniu", "--bucket", str(bucket), command="dev") as server:
+        status, _, body = server.request("GET", f"/{quote('sub/deep/a b+c ü.jpg')}?q/headers|q/headers",
+                                         headers={"X-Custom": "kept"})
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["x-custom"] == "kept"
+    assert answer["qiniu"] == {"uid": None, "bucket": bucket.name, "key": "sub/deep/a b+c ü.jpg",
+                               "is_async": None, "pipeline": ["q/headers", "q/headers"]}

@@ -7,6 +7,7 @@ import attrs
 
 from ..arguments import build_args
 from ..errors import ProcessingTimeout, UfopError, UnsupportedMediaType
+from ..qiniu import Headers
 from ..request import Request
 from ..response import error_response, to_response
 from .fetches import RequestFetches
@@ -71,14 +72,16 @@ class ProcessorRunner:
                 problems[route.name] = f"health() failed: {type(exc).__name__}: {exc}"
         return problems
 
-    def process_cmd(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None):
+    def process_cmd(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None,
+                    headers=None):
         """Route `cmd` and process one input; always an Outcome, errors as JSON Responses."""
         try:
             match = self.app.routes.resolve(cmd)
         except UfopError as exc:
             return Outcome(error_response(exc, request_id))
         job = Job(cmd=cmd, processor=match.route.name, groups=match.groups, timeout=match.route.timeout,
-                  request_id=request_id, declared_content_type=declared_content_type, url=url)
+                  request_id=request_id, declared_content_type=declared_content_type, url=url,
+                  headers=dict(Headers(headers or ())))
         return self.process_job(job, buffer)
 
     def process_job(self, job, buffer):
@@ -137,4 +140,4 @@ def _build_request(route, job, buffer, fetches):
     buffer.seek(0)
     return Request(buffer=buffer, args=args, content_type=content_type, cmd=job.cmd, name=name,
                    params=params, size=size, declared_content_type=job.declared_content_type,
-                   url=job.url, request_id=job.request_id, fetches=fetches)
+                   url=job.url, request_id=job.request_id, fetches=fetches, headers=job.headers)

@@ -20,13 +20,17 @@ from .common import EXIT_FAILED, load_project, load_settings, project_options
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Write the result here (a folder when FILE is a folder).")
 @click.option("--content-type", help="The Content-Type to declare for the input.")
+@click.option("-H", "--header", "headers", multiple=True,
+              callback=lambda _context, _parameter, given: _headers(given),
+              help="A request header, 'Name: value' as curl takes it (X-Qiniu-*: req.qiniu). Repeatable.")
 @project_options
-def test_command(source, cmd, output, content_type, project, app):
+def test_command(source, cmd, output, content_type, headers, project, app):
     """Run CMD (without the ufop name) on FILE in-process, exactly as the server would.
 
     \b
       ufop-sdk test photo.jpg thumbnail/200x200 -o thumb.jpg
       ufop-sdk test photos/ thumbnail/200x200 -o thumbs/
+      ufop-sdk test photo.jpg info -H 'X-Qiniu-Uid: MTM0OTg1Nw=='
     """
     # The error's traceback is printed with its JSON; the runner's log would repeat it.
     logging.getLogger("ufop_sdk.runner").disabled = True
@@ -34,19 +38,32 @@ def test_command(source, cmd, output, content_type, project, app):
     fetcher = BlockingFetcher(settings)
     runner = ProcessorRunner(load_project(settings), debug=True, fetcher=fetcher)
     full_cmd = join_cmd(settings.name, cmd)
+    request = {"declared_content_type": content_type, "headers": headers}
     if source.is_dir():
-        _test_folder(runner, full_cmd, source, output, content_type)
+        _test_folder(runner, full_cmd, source, output, request)
     else:
-        _test_file(runner, full_cmd, source, output, content_type)
+        _test_file(runner, full_cmd, source, output, request)
 
 
-def _run(runner, cmd, path, content_type):
+def _headers(values):
+    """-H values ('Name: value') as a list of (name, value); BadParameter (exit 2) for one without a name."""
+    pairs = []
+    for value in values:
+        name, colon, text = value.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f"expected 'Name: value', got {value!r}", param_hint="'-H' / '--header'")
+        pairs.append((name.strip(), text.strip()))
+    return pairs
+
+
+def _run(runner, cmd, path, request):
+    """Process the file at `path`; `request` holds process_cmd's keywords (the declared type, headers)."""
     with open(path, "rb") as buffer:
-        return runner.process_cmd(cmd, buffer, declared_content_type=content_type).response
+        return runner.process_cmd(cmd, buffer, **request).response
 
 
-def _test_file(runner, cmd, path, output, content_type):
-    response = _run(runner, cmd, path, content_type)
+def _test_file(runner, cmd, path, output, request):
+    response = _run(runner, cmd, path, request)
     if response.status >= 400:
         _print_error(response)
         sys.exit(EXIT_FAILED)
@@ -63,7 +80,7 @@ def _test_file(runner, cmd, path, output, content_type):
         _write_stdout(response.body)
 
 
-def _test_folder(runner, cmd, folder, output, content_type):
+def _test_folder(runner, cmd, folder, output, request):
     if output is None:
         raise click.UsageError("FILE is a folder: name an output folder with -o DIR")
     if output.exists() and not output.is_dir():
@@ -73,7 +90,7 @@ def _test_folder(runner, cmd, folder, output, content_type):
     with click.progressbar(files, label="processing", file=sys.stderr) as bar:
         for path in bar:
             relative = path.relative_to(folder)
-            response = _run(runner, cmd, path, content_type)
+            response = _run(runner, cmd, path, request)
             if response.status >= 400:
                 failures.append((relative, response))
                 continue

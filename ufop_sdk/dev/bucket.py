@@ -5,9 +5,12 @@ same path as ``/handler``: the first on the file itself (its ``req.url`` is
 the file's URL here), each later one on the previous step's output. The last
 step's answer is returned; an error at step k is returned as it is, with the
 step number in its message. Steps are split on the query's literal ``|``
-before each is percent-decoded, so ``%7C`` is a ``|`` inside a cmd.
+before each is percent-decoded, so ``%7C`` is a ``|`` inside a cmd. Each step
+gets the request's headers and the platform's X-Qiniu-Bucket, -Key and
+-Pipe-Cmds (``req.qiniu``).
 """
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -39,7 +42,9 @@ class BucketHandler(JsonHandler):
                 await self._send_file(file)
                 return
             url = f"{self.request.protocol}://{self.request.host}/{quote(key)}"
-            response = await self._pipeline([unquote(step) for step in query.split("|")], file, url)
+            steps = [unquote(step) for step in query.split("|")]
+            headers = _platform_headers(self.request.headers, Path(self.server.bucket).name, key, steps)
+            response = await self._pipeline(steps, file, url, headers)
         self.write_response(response)
         self.finish()
 
@@ -70,19 +75,19 @@ class BucketHandler(JsonHandler):
             raise NotFound(f"no such key {key!r} in the bucket") from None
         return path
 
-    async def _pipeline(self, steps, file, url):
+    async def _pipeline(self, steps, file, url, headers):
         if len(steps) > MAX_STEPS:
             raise BadRequest(f"a pipeline has at most {MAX_STEPS} steps, this one has {len(steps)}")
         body = None
         for number, cmd in enumerate(steps, start=1):
             reply = await self._step(number, cmd, body, file if number == 1 else None,
-                                     url if number == 1 else None)
+                                     url if number == 1 else None, headers)
             if reply.status >= 400:
                 return _numbered(reply, number, cmd)
             body = reply.body
         return reply
 
-    async def _step(self, number, cmd, body, file, url):
+    async def _step(self, number, cmd, body, file, url, headers):
         name = cmd.partition("/")[0]
         own = self.server.settings.name
         try:
@@ -91,9 +96,18 @@ class BucketHandler(JsonHandler):
             if own and name != own:
                 raise NotThisUfop(f"{name!r} is another ufop: the dev server runs only {own!r}")
             match = self.server.resolve(cmd)
-            return await self.server.process(match, cmd, self.request_id, body=body, file=file, url=url)
+            return await self.server.process(match, cmd, self.request_id, body=body, file=file, url=url,
+                                             headers=headers)
         except UfopError as exc:
             return self.server.error_response(exc, self.request_id)
+
+
+def _platform_headers(client_headers, bucket, key, steps):
+    """The client's headers and those the platform adds (req.qiniu): the bucket (the folder's name),
+    the key and the pipeline, each URL-safe base64; a synchronous call, so no X-Qiniu-Mode."""
+    platform = {"X-Qiniu-Bucket": bucket, "X-Qiniu-Key": key, "X-Qiniu-Pipe-Cmds": "|".join(steps)}
+    encoded = {name: base64.urlsafe_b64encode(value.encode()).decode() for name, value in platform.items()}
+    return {**{name: client_headers[name] for name in client_headers}, **encoded}
 
 
 def _numbered(reply, number, cmd):

@@ -136,7 +136,8 @@ class HandlerRequest(RefusableRequest):
         try:
             reply = self.server.process(self.match, self.cmd, self.request_id, url=self.url,
                                         timings=self.timings, **self.body.as_input(),
-                                        declared_content_type=self.headers.get("Content-Type"))
+                                        declared_content_type=self.headers.get("Content-Type"),
+                                        headers={name: self.headers[name] for name in self.headers})
         except Exception as exc:  # noqa: BLE001 - answered like a failure of the reply
             self._close_body()
             self._answer(exc, None)

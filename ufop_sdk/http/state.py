@@ -67,12 +67,12 @@ class ServerState:
         return self.app.routes.resolve(cmd)
 
     def process(self, match, cmd, request_id, *, body=None, file=None, url=None,
-                declared_content_type=None, timings=None):
+                declared_content_type=None, timings=None, headers=None):
         """Start one routed cmd on its input (`body` bytes or an open `file`): a Future of its Reply.
 
         With only a `url`, the source is fetched here first, unless the
         executor's workers fetch sources themselves, and `timings` gets
-        its seconds under "fetch". Raises UfopError when
+        its seconds under "fetch". `headers` ({name: value}) go to the processor. Raises UfopError when
         the request is refused at once (Overloaded), and the Future fails
         with UfopError when it is refused later. The Future is the
         executor's own when there is nothing to fetch, so the hot path runs
@@ -82,27 +82,28 @@ class ServerState:
             # Admitted before anything is downloaded: when the server is full, the answer is 503 at once.
             admission = self.executor.admit()
             fetching = asyncio.ensure_future(self._fetch_and_process(
-                match, cmd, request_id, url, {} if timings is None else timings, admission))
+                match, cmd, request_id, url, {} if timings is None else timings, admission, headers))
             fetching.add_done_callback(lambda _: admission.release())  # a no-op once its job was submitted
             return fetching
         return asyncio.ensure_future(
-            self._submit(match, cmd, request_id, url, declared_content_type, body, file))
+            self._submit(match, cmd, request_id, url, declared_content_type, body, file, headers=headers))
 
     def _submit(self, match, cmd, request_id, url, declared_content_type, body=None, file=None,
-                admission=None):
+                admission=None, headers=None):
         route = match.route
         job = Job(cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
                   request_id=request_id, url=url, declared_content_type=declared_content_type,
-                  body=body, file=file)
+                  body=body, file=file, headers=headers or {})
         return self.executor.submit(job, admission)
 
-    async def _fetch_and_process(self, match, cmd, request_id, url, timings, admission):
+    async def _fetch_and_process(self, match, cmd, request_id, url, timings, admission, headers):
         began = time.monotonic()
         fetched = await self.fetcher.fetch(url)
         timings["fetch"] = time.monotonic() - began
         try:
             return await self._submit(match, cmd, request_id, url, fetched.content_type,
-                                      **spooled_input(fetched.spool), admission=admission)
+                                      **spooled_input(fetched.spool), admission=admission,
+                                      headers=headers)
         finally:
             fetched.spool.close()
 
