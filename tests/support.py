@@ -368,6 +368,8 @@ OLDSTYLE_CASES = [
     ("", b"bare name\n", None, Answer(200, "text/plain", None, b"bare name\n")),
     ("any/thing", OLDSTYLE_PNG, "image/x-declared", Answer(200, "image/png", None, OLDSTYLE_PNG)),
 ]
+# Test ids for OLDSTYLE_CASES.
+OLDSTYLE_CASE_IDS = [params or "<bare name>" for params, *_ in OLDSTYLE_CASES]
 
 
 # The older README's apps: its quickstart, and its route for a single processor; both answer the bare name.

@@ -15,6 +15,7 @@ import pytest
 from support import (
     OLDER_JSON,
     OLDSTYLE,
+    OLDSTYLE_CASE_IDS,
     OLDSTYLE_CASES,
     OLDSTYLE_PNG,
     QUICKSTART,
@@ -30,8 +31,6 @@ from support import (
 import qiniu_ufop
 from ufop_sdk import Processor, compat
 from ufop_sdk.compat import QiniuUFOP, SearchRoute, search_route
-
-CASE_IDS = [params or "<bare name>" for params, *_ in OLDSTYLE_CASES]
 
 
 def answer(runner, params, body=b"", content_type=None):
@@ -295,7 +294,7 @@ def oldstyle_server():
         yield server
 
 
-@pytest.mark.parametrize("params, body, content_type, expected", OLDSTYLE_CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("params, body, content_type, expected", OLDSTYLE_CASES, ids=OLDSTYLE_CASE_IDS)
 def test_answers_over_http(oldstyle_server, params, body, content_type, expected):
     assert http_answer(oldstyle_server, params, body, content_type) == expected
 
@@ -305,7 +304,7 @@ def oldstyle_cli_answers(tmp_path_factory):
     return cli_answers(OLDSTYLE, "app", OLDSTYLE_CASES, tmp_path_factory.mktemp("cli"))
 
 
-@pytest.mark.parametrize("index", range(len(OLDSTYLE_CASES)), ids=CASE_IDS)
+@pytest.mark.parametrize("index", range(len(OLDSTYLE_CASES)), ids=OLDSTYLE_CASE_IDS)
 def test_answers_through_ufop_sdk_test(oldstyle_cli_answers, index):
     expected = OLDSTYLE_CASES[index][3]
     assert oldstyle_cli_answers[index] == expected._replace(custom=None)  # headers are not shown

@@ -1,5 +1,6 @@
 """The Request a processor receives, and what its `fetch` gives."""
 
+import functools
 from typing import Any, BinaryIO
 
 import attrs
@@ -48,9 +49,9 @@ class Request:
     fetches: RequestFetches = attrs.field(factory=lambda: RequestFetches(None), repr=False, eq=False)
     headers: Headers = attrs.field(factory=Headers, converter=as_headers, repr=False)
 
-    @property
+    @functools.cached_property
     def qiniu(self):
-        """The platform's X-Qiniu-* headers, decoded (a QiniuInfo), when asked: most processors never do."""
+        """The platform's X-Qiniu-* headers, decoded (a QiniuInfo) once, when first asked."""
         return QiniuInfo.from_headers(self.headers)
 
     def fetch(self, url, *, max_bytes=None, timeout=None):

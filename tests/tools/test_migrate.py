@@ -13,6 +13,7 @@ import textwrap
 import pytest
 from support import (
     OLDSTYLE,
+    OLDSTYLE_CASE_IDS,
     OLDSTYLE_CASES,
     QUICKSTART,
     SINGLE_PROCESSOR,
@@ -25,8 +26,6 @@ from support import (
 
 from ufop_sdk.compat import search_route
 from ufop_sdk.tools.migrate import convert_route
-
-CASE_IDS = [params or "<bare name>" for params, *_ in OLDSTYLE_CASES]
 
 
 def write_app(folder, source):
@@ -100,7 +99,7 @@ def servers(migrated):
         yield before, after
 
 
-@pytest.mark.parametrize("params, body, content_type, expected", OLDSTYLE_CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("params, body, content_type, expected", OLDSTYLE_CASES, ids=OLDSTYLE_CASE_IDS)
 def test_answers_over_http_are_the_same_after_migrate(servers, params, body, content_type, expected):
     before, after = servers
     assert http_answer(after, params, body, content_type) == http_answer(before, params, body, content_type)
@@ -124,7 +123,7 @@ def answers_through_cli(migrated, tmp_path_factory):
             cli_answers(migrated, "processors", OLDSTYLE_CASES, folder))
 
 
-@pytest.mark.parametrize("index", range(len(OLDSTYLE_CASES)), ids=CASE_IDS)
+@pytest.mark.parametrize("index", range(len(OLDSTYLE_CASES)), ids=OLDSTYLE_CASE_IDS)
 def test_answers_through_ufop_sdk_test_are_the_same_after_migrate(answers_through_cli, index):
     before, after = answers_through_cli
     assert after[index] == before[index] == OLDSTYLE_CASES[index][3]._replace(custom=None)
