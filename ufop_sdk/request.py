@@ -6,6 +6,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from .app.fetches import RequestFetches
+from .app.workdir import Workdir
 from .qiniu import Headers, QiniuInfo, as_headers
 
 
@@ -29,7 +30,8 @@ class Request:
         request_id: the id of this request in logs and error bodies.
         headers: the request's headers, a read-only mapping whose names match whatever their case.
 
-    And ``qiniu``, the platform's X-Qiniu-* headers decoded (a QiniuInfo; each None when missing or bad).
+    And ``qiniu``, the platform's X-Qiniu-* headers decoded (a QiniuInfo; each None when missing or bad),
+    and ``workdir``, a folder of the request's own for the files it makes.
 
     Only small values travel between processes: the server hands a worker a
     file path and these fields, and the worker builds the Request there.
@@ -48,6 +50,15 @@ class Request:
     # req.fetch's engine for this request (app/fetches.py's RequestFetches), given by the runner
     fetches: RequestFetches = attrs.field(factory=lambda: RequestFetches(None), repr=False, eq=False)
     headers: Headers = attrs.field(factory=Headers, converter=as_headers, repr=False)
+    # req.workdir's folder (app/workdir.py), given by the runner, which removes it after the answer
+    scratch: Workdir = attrs.field(factory=Workdir, repr=False, eq=False)
+
+    @property
+    def workdir(self):
+        """A temporary folder (a Path) of this request's own, under UFOP_SPOOL_DIR, made when first
+        asked for and removed with all it holds once the answer has been sent, whatever happened.
+        Write outputs there (ffmpeg's, a zip's) and return the path: it is sent from disk."""
+        return self.scratch.path
 
     @functools.cached_property
     def qiniu(self):

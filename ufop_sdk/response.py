@@ -4,18 +4,24 @@ import json
 
 import attrs
 
+from .app.bodies import FileBody, StreamBody, as_body, is_streamable
 from .app.headers import checked_headers, header_problem
-from .app.media import sniff_bytes
+from .app.media import SNIFF_BYTES, sniff_bytes
 from .errors import UfopError
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
+UNKNOWN = "application/octet-stream"  # a streamed answer's, unless it says
 
 
-def _bytes_from_buffer(value):
-    """bytearray and memoryview become bytes, as a bare return of them does; anything else is left
-    to the validator."""
-    return bytes(value) if isinstance(value, (bytearray, memoryview)) else value
+def _as_body(value):
+    """bytearray and memoryview become bytes, as a bare return of them does; a path, an open file or
+    an iterator a FileBody or StreamBody (app/bodies.py); anything else is left to the validator."""
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (bytes, FileBody, StreamBody)) or not is_streamable(value):
+        return value
+    return as_body(value)
 
 
 def _to_json_bytes(obj):
@@ -26,14 +32,17 @@ def _to_json_bytes(obj):
 class Response:
     """What goes back to the client: status, content type, headers and body.
 
-    ``content_type`` None means "sniff it from the body". Headers are extra
+    The body is bytes, or an answer sent without being held in memory: a
+    path or an open binary file (sent from disk with its length), or an
+    iterator of bytes (streamed, chunked). ``content_type`` None means "sniff
+    it from the body" (a stream's is application/octet-stream). Headers are extra
     response headers; the content type is set from ``content_type``. The
     status is a final one, 200-599: a 1xx is an interim answer that HTTP
     follows with another, so sent as the answer it leaves the client waiting.
     """
 
-    body: bytes = attrs.field(default=b"", converter=_bytes_from_buffer,
-                              validator=attrs.validators.instance_of(bytes), repr=False)
+    body: bytes = attrs.field(default=b"", converter=_as_body, repr=False,
+                              validator=attrs.validators.instance_of((bytes, FileBody, StreamBody)))
     status: int = attrs.field(default=200, validator=[attrs.validators.instance_of(int),
                                                       attrs.validators.ge(200), attrs.validators.le(599)])
     headers: dict = attrs.field(factory=dict)
@@ -48,7 +57,8 @@ class Response:
         return cls(s.encode("utf-8"), status, dict(headers or {}), TEXT)
 
     def __repr__(self):
-        return f"Response(status={self.status}, content_type={self.content_type!r}, {len(self.body)} bytes)"
+        size = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else type(self.body).__name__
+        return f"Response(status={self.status}, content_type={self.content_type!r}, {size})"
 
 
 def error_response(error, request_id=None, traceback=None):
@@ -83,10 +93,20 @@ def to_response(value, processor_name):
         return Response(body, 200, {}, sniff_bytes(body))
     if isinstance(value, (dict, list)):
         return json_response(value, processor_name)
+    if is_streamable(value):
+        return _checked(Response(_streamed(value, processor_name)), processor_name)
     raise UfopError(
         f"processor {processor_name!r} returned {type(value).__name__}, which cannot be sent: "
-        "return str, bytes, dict, list, (value, content_type), Response or None"
+        "return str, bytes, dict, list, a path, an open binary file, an iterator of bytes, "
+        "(value, content_type), Response or None"
     )
+
+
+def _streamed(value, processor_name):
+    try:
+        return as_body(value)
+    except (OSError, TypeError) as exc:
+        raise UfopError(f"processor {processor_name!r} returned a file that cannot be sent: {exc}") from None
 
 
 def json_response(value, processor_name, encode=_to_json_bytes, content_type=JSON):
@@ -102,7 +122,7 @@ def json_response(value, processor_name, encode=_to_json_bytes, content_type=JSO
 def _checked(response, processor_name):
     """A copy of `response` with its content type sniffed if None and its headers as str; raises
     UfopError naming the processor for a content type or header Tornado would refuse to write."""
-    content_type = sniff_bytes(response.body) if response.content_type is None else response.content_type
+    content_type = _sniffed(response.body) if response.content_type is None else response.content_type
     problem = (header_problem("Content-Type", content_type) if isinstance(content_type, str)
                else f"a content type that is not a str: {content_type!r}")
     try:
@@ -112,3 +132,9 @@ def _checked(response, processor_name):
     if problem:
         raise UfopError(f"processor {processor_name!r} returned {problem}")
     return attrs.evolve(response, headers=headers, content_type=content_type)
+
+
+def _sniffed(body):
+    if isinstance(body, bytes):
+        return sniff_bytes(body)
+    return sniff_bytes(body.head(SNIFF_BYTES)) if isinstance(body, FileBody) else UNKNOWN

@@ -36,7 +36,7 @@ def run(cmd, data, *, app="processors", content_type=None, project=".", headers=
     is_path = isinstance(data, (str, os.PathLike))
     with open(data, "rb") if is_path else io.BytesIO(bytes(data)) as buffer:
         return runner.process_cmd(full_cmd, buffer, declared_content_type=content_type,
-                                  headers=headers).response
+                                  headers=headers).kept_whole()
 
 
 @cache
@@ -46,4 +46,4 @@ def _load(app, project):
     from .sources.blocking import BlockingFetcher  # here: importing ufop_sdk.testing loads no Tornado
 
     fetcher = BlockingFetcher(settings)
-    return ProcessorRunner(load_app(settings), debug=True, fetcher=fetcher), settings.name
+    return ProcessorRunner(load_app(settings), debug=True, fetcher=fetcher, settings=settings), settings.name

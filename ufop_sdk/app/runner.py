@@ -10,20 +10,39 @@ from ..errors import ProcessingTimeout, UfopError, UnsupportedMediaType
 from ..qiniu import Headers
 from ..request import Request
 from ..response import error_response, to_response
+from .bodies import close_body, read_body
 from .fetches import RequestFetches
 from .jobs import Job
 from .media import media_type_matches, sniff_file
 from .routing import split_cmd
+from .workdir import Workdir
 
 log = logging.getLogger("ufop_sdk.runner")
 
 
 @attrs.frozen
 class Outcome:
-    """A request's Response and the processor that answered (None if none matched)."""
+    """A request's Response and the processor that answered (None if none matched).
+
+    `close()` once the answer has been sent (or abandoned): it closes a file or
+    streamed answer, what ``req.fetch`` opened, and removes ``req.workdir``.
+    """
 
     response: object
     processor: object = None
+    leftovers: tuple = ()
+
+    def close(self):
+        close_body(self.response.body)
+        for leftover in self.leftovers:
+            leftover.close()
+
+    def kept_whole(self):
+        """The Response with its body read into bytes, and everything closed (ufop_sdk.testing)."""
+        try:
+            return attrs.evolve(self.response, body=read_body(self.response.body))
+        finally:
+            self.close()
 
 
 class ProcessorRunner:
@@ -34,12 +53,15 @@ class ProcessorRunner:
     or by `setup_all`. With ``debug`` true, a 500's body carries the traceback
     (``dev`` and ``test``); otherwise only the log does. `fetcher` serves
     ``req.fetch`` (sources/blocking.py's BlockingFetcher, built from the settings).
+    `settings` give ``req.workdir``'s place (UFOP_SPOOL_DIR) and UFOP_MAX_OUTPUT_BYTES.
     """
 
-    def __init__(self, app, debug=False, timeout_exceptions=(), fetcher=None):
+    def __init__(self, app, debug=False, timeout_exceptions=(), fetcher=None, settings=None):
         self.app = app
         self.debug = debug
         self.fetcher = fetcher
+        self.workdir_root = settings.spool_dir if settings is not None else None
+        self.max_output_bytes = settings.max_output_bytes if settings is not None else None
         # what an executor raises inside process() when time is up (Celery's soft limit)
         self.timeout_exceptions = tuple(timeout_exceptions)
         self._instances = {}
@@ -88,28 +110,44 @@ class ProcessorRunner:
         """Process `job` (a Job, already routed) on its input, `buffer` (a binary file).
 
         The server routes before it hands a request over, so a worker starts
-        here. Always returns an Outcome; errors become JSON Responses.
+        here. Always returns an Outcome, to `close()` once its answer is sent;
+        errors become JSON Responses.
         """
+        fetches, workdir = RequestFetches(self.fetcher), Workdir(self.workdir_root)
+        outcome = Outcome(self._response(job, buffer, fetches, workdir), job.processor, (fetches, workdir))
+        if isinstance(outcome.response.body, bytes):
+            outcome.close()  # nothing left to send from disk: free it all now
+        return outcome
+
+    def _response(self, job, buffer, fetches, workdir):
         processor, request_id = job.processor, job.request_id
-        fetches = RequestFetches(self.fetcher)
         try:
             route = self.app.routes.route_named(processor)
-            request = _build_request(route, job, buffer, fetches)
+            request = _build_request(route, job, buffer, fetches, workdir)
             value = self._instance(route).process(request)
-            return Outcome(to_response(value, processor), processor)
+            return self._bounded(to_response(value, processor), processor)
         except UfopError as exc:
-            return Outcome(error_response(exc, request_id), processor)
+            return error_response(exc, request_id)
         except self.timeout_exceptions:
             timeout = self.app.routes.route_named(processor).timeout
             error = ProcessingTimeout(f"processor {processor!r} ran past its timeout of {timeout:g}s")
-            return Outcome(error_response(error, request_id), processor)
+            return error_response(error, request_id)
         except Exception:
             log.exception("request %s: processor %s raised", request_id, processor)
             error = UfopError(f"internal error in processor {processor!r}")
             details = traceback.format_exc() if self.debug else None
-            return Outcome(error_response(error, request_id, details), processor)
-        finally:
-            fetches.close()  # what req.fetch gave does not outlive the request
+            return error_response(error, request_id, details)
+
+    def _bounded(self, response, processor):
+        """`response`, or UfopError when its length is known and over UFOP_MAX_OUTPUT_BYTES (a
+        stream's is checked as it is sent)."""
+        body, limit = response.body, self.max_output_bytes
+        length = len(body) if isinstance(body, bytes) else getattr(body, "length", None)
+        if limit is not None and length is not None and length > limit:
+            close_body(body)
+            raise UfopError(f"processor {processor!r} answered {length} bytes, over the limit of {limit} "
+                            "bytes (UFOP_MAX_OUTPUT_BYTES)")
+        return response
 
     def _instance(self, route):
         instance = self._instances.get(route.name)
@@ -128,7 +166,7 @@ class ProcessorRunner:
         return instance
 
 
-def _build_request(route, job, buffer, fetches):
+def _build_request(route, job, buffer, fetches, workdir):
     name, params = split_cmd(job.cmd)
     args = build_args(route.processor.Args, job.groups)
     content_type = sniff_file(buffer)
@@ -140,4 +178,5 @@ def _build_request(route, job, buffer, fetches):
     buffer.seek(0)
     return Request(buffer=buffer, args=args, content_type=content_type, cmd=job.cmd, name=name,
                    params=params, size=size, declared_content_type=job.declared_content_type,
-                   url=job.url, request_id=job.request_id, fetches=fetches, headers=job.headers)
+                   url=job.url, request_id=job.request_id, fetches=fetches, headers=job.headers,
+                   scratch=workdir)

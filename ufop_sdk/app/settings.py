@@ -120,6 +120,7 @@ ENVIRONMENT = {
     "write_timeout": ("UFOP_WRITE_TIMEOUT", parse_seconds),
     "log_dir": ("UFOP_LOG_DIR", parse_directory),
     "spool_dir": ("UFOP_SPOOL_DIR", parse_directory),
+    "max_output_bytes": ("UFOP_MAX_OUTPUT_BYTES", parse_size),
 }
 
 
@@ -157,6 +158,8 @@ class Settings:
     write_timeout: float = 600.0
     log_dir: Path | None = None
     spool_dir: Path | None = None
+    # an answer past this is refused before it is sent (bytes, a file) or cut off (a stream)
+    max_output_bytes: int = 4 << 30
 
     @classmethod
     def load(cls, project_dir=".", environ=None, **flags):

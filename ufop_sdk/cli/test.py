@@ -36,7 +36,7 @@ def test_command(source, cmd, output, content_type, headers, project, app):
     logging.getLogger("ufop_sdk.runner").disabled = True
     settings = load_settings(project, app=app)
     fetcher = BlockingFetcher(settings)
-    runner = ProcessorRunner(load_project(settings), debug=True, fetcher=fetcher)
+    runner = ProcessorRunner(load_project(settings), debug=True, fetcher=fetcher, settings=settings)
     full_cmd = join_cmd(settings.name, cmd)
     request = {"declared_content_type": content_type, "headers": headers}
     if source.is_dir():
@@ -59,7 +59,7 @@ def _headers(values):
 def _run(runner, cmd, path, request):
     """Process the file at `path`; `request` holds process_cmd's keywords (the declared type, headers)."""
     with open(path, "rb") as buffer:
-        return runner.process_cmd(cmd, buffer, **request).response
+        return runner.process_cmd(cmd, buffer, **request).kept_whole()
 
 
 def _test_file(runner, cmd, path, output, request):

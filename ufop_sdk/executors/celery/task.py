@@ -38,7 +38,8 @@ def register_task(celery, route, names):
 def child_state(state):
     if state["runner"] is None:
         state["runner"] = ProcessorRunner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,),
-                                          fetcher=BlockingFetcher(state["settings"]))
+                                          fetcher=BlockingFetcher(state["settings"]),
+                                          settings=state["settings"])
         state["runner"].setup_all()
         state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
     return state
@@ -80,7 +81,7 @@ def _process(runner, client, settings, job, message):
         return error_response(ProcessingTimeout("the request's input took too long to read"), job.request_id)
     timeout = runner.app.routes.route_named(job.processor).timeout
     with buffer, _processor_clock(timeout if job.url else None):
-        return runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer).response
+        return runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer).kept_whole()
 
 
 @contextlib.contextmanager

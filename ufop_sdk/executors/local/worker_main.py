@@ -45,7 +45,8 @@ def main(argv=None):
         configure_worker_logging(settings.log_dir)
         # dev (--debug) fetches from anywhere, as its server does for sources; serve keeps the default list
         fetcher = BlockingFetcher(settings, () if options.debug else DEFAULT_BLOCKED_NETWORKS)
-        runner = ProcessorRunner(load_app(settings), debug=options.debug, fetcher=fetcher)
+        runner = ProcessorRunner(load_app(settings), debug=options.debug, fetcher=fetcher,
+                                  settings=settings)
     except Exception:  # noqa: BLE001 - the server reports why its workers cannot start
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
@@ -91,7 +92,7 @@ def _health(sock, runner):
 
 def _run(runner, job, body, fd):
     with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
-        return runner.process_job(job, buffer).response
+        return runner.process_job(job, buffer).kept_whole()
 
 
 def _parse(argv):
