@@ -24,12 +24,20 @@ class Processor:
         timeout: seconds the processor may run; None uses ``UFOP_TIMEOUT``.
         Args: an attrs class built from the named groups, so its converters
             and validators type and check them. None gives a plain mapping.
+        concurrency: for ``async def process``, how many requests one worker
+            process runs at once on its event loop (default 1). A plain
+            ``process`` runs one request per worker process: leave it at 1.
+
+    ``process`` may be ``async def``: it then runs on an event loop of the
+    worker's own, up to `concurrency` requests at once, each cancelled at its
+    timeout. ``setup`` and ``health`` stay plain functions.
     """
 
     route = None
     accepts = ()
     timeout = None
     Args = None
+    concurrency = 1
 
     def setup(self):
         """Runs once per worker process before its first request."""

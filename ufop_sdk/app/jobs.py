@@ -15,6 +15,10 @@ Celery or click.
 import attrs
 
 STAYS = {"travels": False}
+# An async processor's job is cancelled at its timeout and answered 504 where it runs; one whose
+# coroutine never yields to its loop cannot be, and is stopped this much later (the local pool kills
+# its worker; in Celery the task's soft time limit interrupts it).
+CANCEL_GRACE = 1.0
 
 
 def _wire_names(cls):
@@ -68,6 +72,9 @@ class Job(_Travels):
     headers: dict = attrs.field(factory=dict, repr=False)
     body: bytes | None = attrs.field(default=None, metadata=STAYS, repr=False)
     file: object = attrs.field(default=None, metadata=STAYS, repr=False)
+    # the route's: how many jobs of an async processor one local worker may run at once, None for a
+    # plain one; the server's scheduler reads it, a worker goes by the run frame (its "id")
+    concurrency: int | None = attrs.field(default=None, metadata=STAYS, repr=False)
 
 
 @attrs.frozen

@@ -4,6 +4,7 @@ Routes are compiled once when the table is built; a cmd that matches none
 gives None, which the runner turns into NotFound.
 """
 
+import inspect
 import math
 import re
 import warnings
@@ -55,14 +56,17 @@ class Route:
     pattern: re.Pattern
     accepts: tuple
     timeout: float
+    # an async process()'s requests one worker runs at once; None for a plain process() (one per worker)
+    concurrency: int | None = None
 
     @property
     def name(self):
         return self.processor.__qualname__
 
     def __repr__(self):
+        concurrency = "" if self.concurrency is None else f", concurrency={self.concurrency!r}"
         return (f"Route({self.name}, {self.pattern.pattern!r}, accepts={self.accepts!r}, "
-                f"timeout={self.timeout!r})")
+                f"timeout={self.timeout!r}{concurrency})")
 
 
 @attrs.frozen
@@ -155,7 +159,29 @@ def compile_route(cls, default_timeout):
         problem = check_args_class(cls.Args, pattern.groupindex)
         if problem:
             raise ProjectError(f"processor {name}: {problem}")
-    return Route(cls, pattern, tuple(accepts), float(timeout))
+    return Route(cls, pattern, tuple(accepts), float(timeout), _concurrency(cls))
+
+
+def _concurrency(cls):
+    """An async processor's concurrency, None for a plain one; ProjectError for what cannot run."""
+    name = cls.__qualname__
+    for method in ("setup", "health"):
+        function = getattr(cls, method)
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            raise ProjectError(f"processor {name}: {method}() must be a plain def, not async def (it runs "
+                               "outside the event loop; make loop-bound clients on first use in process())")
+    if inspect.isasyncgenfunction(cls.process):
+        raise ProjectError(f"processor {name}: process() is an async generator; an async process() must "
+                           "return its answer (an iterator of bytes streams it)")
+    concurrency = cls.concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ProjectError(f"processor {name}: concurrency must be a positive integer, got {concurrency!r}")
+    if inspect.iscoroutinefunction(cls.process):
+        return concurrency
+    if concurrency != 1:
+        raise ProjectError(f"processor {name}: concurrency = {concurrency} needs `async def process`; "
+                           "a plain process() runs one request per worker process (UFOP_WORKERS: how many)")
+    return None
 
 
 def _warn_on_duplicates(routes):

@@ -1,5 +1,13 @@
-"""The one path every executor runs: route -> args -> accepts -> process -> Response."""
+"""The one path every executor runs: route -> args -> accepts -> process -> Response.
 
+An ``async def process`` is awaited on the caller's event loop (`process_job_async`, a local
+worker's loop thread) or, from blocking code (`process_job`: Celery, ``test``, ufop_sdk.testing),
+on an event loop the runner keeps for its process's life. Either way it is cancelled at its
+timeout and answered 504 (`within`).
+"""
+
+import asyncio
+import inspect
 import logging
 import traceback
 
@@ -18,6 +26,34 @@ from .routing import split_cmd
 from .workdir import Workdir
 
 log = logging.getLogger("ufop_sdk.runner")
+
+
+class OutOfTime(Exception):
+    """An async process() ran past its timeout and was cancelled (`within`)."""
+
+
+async def within(seconds, awaitable):
+    """Await `awaitable` in this task; past `seconds` cancel it and raise OutOfTime.
+
+    Our own timer rather than asyncio.wait_for (whose TimeoutError a processor's own wait_for
+    also raises) or asyncio.timeout (Python 3.11+). A processor's plain value is returned as is
+    (a worker told a plain process() was async: ``dev`` reloading between two versions).
+    """
+    if not inspect.isawaitable(awaitable):
+        return awaitable
+    task = asyncio.current_task()
+    expired = []
+    timer = asyncio.get_running_loop().call_later(seconds, lambda: expired.append(task.cancel()))
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if not expired:
+            raise  # cancelled from outside: its client left
+        if hasattr(task, "uncancel"):  # Python 3.11+: this task is not being cancelled any more
+            task.uncancel()
+        raise OutOfTime() from None
+    finally:
+        timer.cancel()
 
 
 @attrs.frozen
@@ -64,8 +100,10 @@ class ProcessorRunner:
         self.max_output_bytes = settings.max_output_bytes if settings is not None else None
         # what an executor raises inside process() when time is up (Celery's soft limit)
         self.timeout_exceptions = tuple(timeout_exceptions)
+        self._timeouts = (OutOfTime, *self.timeout_exceptions)
         self._instances = {}
         self.setup_failures = {}
+        self._own_loop = None  # async processors' loop when called from blocking code (_await_here)
 
     def setup_all(self):
         """Set up every processor now; returns {processor name: failure}."""
@@ -119,24 +157,74 @@ class ProcessorRunner:
             outcome.close()  # nothing left to send from disk: free it all now
         return outcome
 
+    async def process_job_async(self, job, buffer):
+        """`process_job` awaited on the running event loop, for an async processor's `job`.
+
+        Its process() is cancelled past its timeout (a 504 Outcome). Cancelling this coroutine
+        (its client left) cancels process() too and raises CancelledError, all it opened closed.
+        """
+        fetches, workdir = RequestFetches(self.fetcher), Workdir(self.workdir_root)
+        try:
+            response = await self._response_async(job, buffer, fetches, workdir)
+        except BaseException:
+            fetches.close()
+            workdir.close()
+            raise
+        outcome = Outcome(response, job.processor, (fetches, workdir))
+        if isinstance(response.body, bytes):
+            outcome.close()
+        return outcome
+
     def _response(self, job, buffer, fetches, workdir):
-        processor, request_id = job.processor, job.request_id
+        processor = job.processor
         try:
             route = self.app.routes.route_named(processor)
             request = _build_request(route, job, buffer, fetches, workdir)
             value = self._instance(route).process(request)
+            if route.concurrency is not None:  # an async process(), called from blocking code
+                value = self._await_here(value, route.timeout)
             return self._bounded(to_response(value, processor), processor)
-        except UfopError as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer (_failure logs the unexpected)
+            return self._failure(job, exc)
+
+    async def _response_async(self, job, buffer, fetches, workdir):
+        processor = job.processor
+        try:
+            route = self.app.routes.route_named(processor)
+            request = _build_request(route, job, buffer, fetches, workdir)
+            value = await within(route.timeout, self._instance(route).process(request))
+            return self._bounded(to_response(value, processor), processor)
+        except Exception as exc:  # noqa: BLE001 - every failure is an answer (_failure logs the unexpected)
+            return self._failure(job, exc)
+
+    def _failure(self, job, exc):
+        """The error Response for `exc`, raised while processing `job`; called in its except block."""
+        processor, request_id = job.processor, job.request_id
+        if isinstance(exc, UfopError):
             return error_response(exc, request_id)
-        except self.timeout_exceptions:
+        if isinstance(exc, self._timeouts):
             timeout = self.app.routes.route_named(processor).timeout
             error = ProcessingTimeout(f"processor {processor!r} ran past its timeout of {timeout:g}s")
             return error_response(error, request_id)
-        except Exception:
-            log.exception("request %s: processor %s raised", request_id, processor)
-            error = UfopError(f"internal error in processor {processor!r}")
-            details = traceback.format_exc() if self.debug else None
-            return error_response(error, request_id, details)
+        log.exception("request %s: processor %s raised", request_id, processor)
+        error = UfopError(f"internal error in processor {processor!r}")
+        details = traceback.format_exc() if self.debug else None
+        return error_response(error, request_id, details)
+
+    def _await_here(self, coroutine, timeout):
+        """Run an async process()'s `coroutine` to its end on this runner's own event loop, kept for
+        the process's life, so that clients a processor made on it on first use stay usable."""
+        if self._own_loop is None:
+            self._own_loop = asyncio.new_event_loop()
+        task = self._own_loop.create_task(within(timeout, coroutine))
+        try:
+            return self._own_loop.run_until_complete(task)
+        except BaseException:
+            # A time limit's signal raised in the loop's own code (Celery's soft limit) leaves the
+            # task pending: cancel it now, or the next run of this loop would resume it.
+            task.cancel()
+            self._own_loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+            raise
 
     def _bounded(self, response, processor):
         """`response`, or UfopError when its length is known and over UFOP_MAX_OUTPUT_BYTES (a

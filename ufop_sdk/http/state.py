@@ -93,7 +93,7 @@ class ServerState:
         route = match.route
         job = Job(cmd=cmd, processor=route.name, groups=match.groups, timeout=route.timeout,
                   request_id=request_id, url=url, declared_content_type=declared_content_type,
-                  body=body, file=file, headers=headers or {})
+                  body=body, file=file, headers=headers or {}, concurrency=route.concurrency)
         return self.executor.submit(job, admission)
 
     async def _fetch_and_process(self, match, cmd, request_id, url, timings, admission, headers):

@@ -1,7 +1,9 @@
 """The embedded executor: local worker processes run jobs; this is its scheduler.
 
 Jobs wait here in one queue, in order, and each goes to the first worker
-that is free (one job per worker, as Celery's prefetch multiplier of 1). A
+that is free (one job per worker, as Celery's prefetch multiplier of 1; an
+async processor's job may also join a worker running fewer than that
+processor's concurrency of its jobs). A
 job that waits longer than the queue timeout is answered 503 and never runs.
 The workers themselves are the supervisor's (supervisor.py): it spawns them,
 replaces one that dies, and kills one past its job's timeout, which fails
@@ -20,7 +22,7 @@ from tornado.ioloop import PeriodicCallback
 from ...errors import Overloaded, ProcessingTimeout, UfopError
 from ..base import Executor, Reply
 from .supervisor import Supervisor
-from .worker import Entry
+from .worker import AsyncEntry, Entry
 
 # Deadlines are checked this often rather than with a timer per request: a
 # processor's timeout is honoured to within this, at no cost per request.
@@ -67,7 +69,8 @@ class LocalPool(Executor):
             self.pending += 1
         else:
             admission.handed_over()
-        entry = Entry(job, job.timeout, asyncio.get_running_loop().create_future())
+        kind = Entry if job.concurrency is None else AsyncEntry
+        entry = kind(job, job.timeout, asyncio.get_running_loop().create_future())
         self.queue.append(entry)
         self.dispatch()
         return entry.future
@@ -125,6 +128,10 @@ class LocalPool(Executor):
         elif entry.timed_out:
             self._settle(entry, error=ProcessingTimeout(
                 f"processor {job.processor!r} ran past its timeout of {job.timeout:g}s"))
+        elif entry.is_async and entry.cut_short_by is not None:
+            self._settle(entry, error=UfopError(
+                f"the worker running processor {job.processor!r} was killed: another of its requests "
+                "ran past its timeout without yielding to the event loop"))
         else:
             self._settle(entry, error=UfopError(f"the worker running processor {job.processor!r} died"))
 

@@ -4,7 +4,8 @@ A frame is ``!IQ`` (header length, body length), a msgpack header (a map),
 then the body bytes. Nothing is pickled: msgpack carries only plain data
 (msgpack rather than JSON because it costs a tenth as much per frame), and
 bodies are raw bytes. A large input's file descriptor travels beside its
-frame (SCM_RIGHTS), not its bytes.
+frame (SCM_RIGHTS), not its bytes. The frames of an async processor's job
+carry its ``"id"`` (a worker runs several at once); a plain job's need none.
 """
 
 import array
@@ -44,6 +45,26 @@ def reply_header(response):
     header = Reply.wire_of(response)
     header["op"] = "reply"
     return header
+
+
+def async_job_header(job, job_id):
+    """`job_header` for an async processor's job: its id is on the frame, and on every frame that
+    answers it, as the worker runs several at once."""
+    header = job_header(job)
+    header["id"] = job_id
+    return header
+
+
+def async_reply_header(response, job_id):
+    """`reply_header` for the async job `job_id`."""
+    header = reply_header(response)
+    header["id"] = job_id
+    return header
+
+
+def cancel_header(job_id):
+    """The header of the frame that cancels the async job `job_id` (its client left)."""
+    return {"op": "cancel", "id": job_id}
 
 
 def decode_header(data):

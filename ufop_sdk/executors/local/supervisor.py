@@ -67,7 +67,13 @@ class Supervisor:
         return [worker for worker in self.workers if worker.generation == self.generation]
 
     def free_worker(self, job):
-        """A current worker that can take `job` now, or None."""
+        """A current worker that can take `job` now, or None. An async processor's job goes first
+        to a worker already running that processor's jobs, leaving the others free."""
+        if job is not None and job.concurrency is not None:
+            sharing = next((worker for worker in self.current()
+                            if worker.async_entries and worker.can_take(job)), None)
+            if sharing is not None:
+                return sharing
         return next((worker for worker in self.workers
                      if worker.generation == self.generation and worker.can_take(job)), None)
 
@@ -76,6 +82,8 @@ class Supervisor:
         for worker in list(self.workers):
             if worker.deadline is not None and now > worker.deadline and not worker.timed_out:
                 self._kill_late(worker)
+            elif worker.async_entries and not worker.timed_out:
+                self._kill_if_async_late(worker, now)
 
     async def close(self):
         """Stop every worker: idle ones at once, busy ones killed (past the grace period)."""
@@ -91,14 +99,16 @@ class Supervisor:
 
     def entry_answered(self, worker, entry, header, body):
         self.scheduler.answered(entry, header, body)
-        if worker.generation != self.generation:
+        if worker.generation != self.generation and not worker.busy:
             self._retire(worker)
         self.scheduler.dispatch()
 
     def worker_lost(self, worker, running):
-        """A worker's socket closed: the job it was `running` fails, and it is replaced."""
+        """A worker's socket closed: the job it was `running` fails (and its async jobs); it is replaced."""
         if running is not None:
             self.scheduler.lost(running)
+        for entry in worker.take_async_entries():
+            self.scheduler.lost(entry)
         if worker not in self.workers:
             return
         self.workers.discard(worker)
@@ -123,6 +133,23 @@ class Supervisor:
                         entry.checking, entry.timeout)
         else:
             log.warning("worker %s ran past its job's timeout: killing it", worker.pid)
+        worker.kill()
+
+    def _kill_if_async_late(self, worker, now):
+        """Kill `worker` if one of its async jobs is past its deadline: a coroutine that does not
+        yield, which its worker could not cancel. The others it runs fail with it."""
+        late = worker.late_async_entries(now)
+        if not late:
+            return
+        worker.timed_out = True
+        for entry in worker.async_entries.values():
+            if entry in late:
+                entry.timed_out = True
+            else:
+                entry.cut_short_by = late[0].job.processor
+        log.warning("worker %s: processor %s ran past its timeout without yielding to its event loop: "
+                    "killing it, and %d other requests it runs", worker.pid, late[0].job.processor,
+                    len(worker.async_entries) - len(late))
         worker.kill()
 
     def _retire(self, worker):

@@ -2,7 +2,11 @@
 
 A worker holds one job at a time: jobs wait in the pool's one queue and go
 to the first worker that is free, so a short job never waits behind a long
-one in a busy worker's socket. A job's timeout starts when it is sent.
+one in a busy worker's socket. A job's timeout starts when it is sent. An
+async processor's jobs are the exception: a worker runs up to its
+concurrency of them at once (worker_loop.py), each known by an id, and each
+with its own deadline, its timeout and CANCEL_GRACE (the worker answers 504
+itself at the timeout; past the grace its loop is stuck, and it is killed).
 
 Each worker leads a session of its own, and its death is noticed from the
 process itself (a pidfd the loop watches), not only from end-of-file on its
@@ -12,6 +16,8 @@ process group and every descendant that can be found.
 
 import array
 import asyncio
+import functools
+import itertools
 import os
 import signal
 import socket
@@ -19,6 +25,7 @@ import subprocess
 import threading
 import time
 
+from ...app.jobs import CANCEL_GRACE
 from . import descendants, protocol
 
 SEND_BUFFER = 4 << 20
@@ -38,6 +45,7 @@ class Entry:
     """
 
     __slots__ = ("job", "timeout", "future", "queued", "started", "timed_out", "checking")
+    is_async = False
 
     def __init__(self, job, timeout, future):
         self.job = job
@@ -47,6 +55,20 @@ class Entry:
         self.started = None
         self.timed_out = False
         self.checking = None
+
+
+class AsyncEntry(Entry):
+    """An async processor's job: its id on its worker, its deadline, and, if its worker was killed
+    for another job's sake, that job's processor (`cut_short_by`)."""
+
+    __slots__ = ("id", "deadline", "cut_short_by")
+    is_async = True
+
+    def __init__(self, job, timeout, future):
+        super().__init__(job, timeout, future)
+        self.id = None
+        self.deadline = None
+        self.cut_short_by = None
 
 
 class WorkerProcess:
@@ -64,6 +86,8 @@ class WorkerProcess:
         self.generation = generation
         self.supervisor = supervisor
         self.running = None
+        self.async_entries = {}  # id -> AsyncEntry: one async processor's jobs, running at once
+        self._async_ids = itertools.count()
         self.ready = asyncio.get_running_loop().create_future()
         self.gone = asyncio.get_running_loop().create_future()
         self.deadline = None
@@ -108,22 +132,43 @@ class WorkerProcess:
 
     @property
     def busy(self):
-        return self.running is not None
+        return self.running is not None or bool(self.async_entries)
 
     def can_take(self, job):
         """Free for `job`? A file's descriptor only goes out when nothing is buffered before it,
-        so that it travels with the first byte of its frame."""
+        so that it travels with the first byte of its frame. A worker running async jobs takes
+        only more of the same processor's, up to its concurrency (see `shares`)."""
         if self.lost or self.running is not None:
+            return False
+        if self.async_entries and not self.shares(job):
             return False
         return job is None or job.file is None or not self.transport.get_write_buffer_size()
 
+    def shares(self, job):
+        """Does this worker run jobs of `job`'s async processor, fewer than its concurrency?"""
+        entries = self.async_entries
+        return (bool(entries) and job is not None and job.concurrency is not None
+                and len(entries) < job.concurrency
+                and next(iter(entries.values())).job.processor == job.processor)
+
     def send(self, entry):
         """Send `entry`'s frame; False if it must wait (a descriptor, and the socket is full)."""
+        if entry.is_async:
+            return self._send_async(entry)
         job = entry.job
         if job is None:
             header, body = protocol.HEALTH_HEADER, b""
         else:
             header, body = protocol.job_header(job), job.body or b""
+        if not self._write_frame(header, body, job):
+            return False
+        entry.started = time.monotonic()
+        self.deadline = entry.started + entry.timeout
+        self.running = entry
+        return True
+
+    def _write_frame(self, header, body, job):
+        """Write one frame, with `job`'s input descriptor if it has one; False if it must wait."""
         buffers = [protocol.encode(header, body), body]
         if not self.transport.get_write_buffer_size():
             # Straight to the socket: header and body in one call and no copy,
@@ -146,14 +191,43 @@ class WorkerProcess:
             buffers = _unsent(buffers, sent)
         if buffers:
             self.transport.writelines(buffers)
-        entry.started = time.monotonic()
-        self.deadline = entry.started + entry.timeout
-        self.running = entry
         return True
+
+    def _send_async(self, entry):
+        entry.id = next(self._async_ids)
+        job = entry.job
+        if not self._write_frame(protocol.async_job_header(job, entry.id), job.body or b"", job):
+            return False
+        entry.started = time.monotonic()
+        entry.deadline = entry.started + entry.timeout + CANCEL_GRACE
+        self.async_entries[entry.id] = entry
+        entry.future.add_done_callback(functools.partial(self._abandoned, entry))
+        return True
+
+    def _abandoned(self, entry, future):
+        """A running async job's caller gave up (its client left): cancel its coroutine. The worker
+        still answers it, which frees its place."""
+        if future.cancelled() and self.async_entries.get(entry.id) is entry \
+                and not self.transport.is_closing():
+            self.transport.write(protocol.encode(protocol.cancel_header(entry.id)))
+
+    def late_async_entries(self, now):
+        """The async jobs past their deadline at `now`: their coroutine does not yield to the loop."""
+        return [entry for entry in self.async_entries.values() if now > entry.deadline]
+
+    def take_async_entries(self):
+        """Every async job it runs, forgotten here (the worker is gone)."""
+        entries, self.async_entries = list(self.async_entries.values()), {}
+        return entries
 
     def frame_received(self, header, body):
         if not self.ready.done():
             self.ready.set_result(header)
+            return
+        if "id" in header:
+            entry = self.async_entries.pop(header["id"], None)
+            if entry is not None:
+                self.supervisor.entry_answered(self, entry, header, body)
             return
         entry = self.running
         if header["op"] == "checking":

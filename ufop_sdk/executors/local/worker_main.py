@@ -8,6 +8,9 @@ is gone, and it exits.
 It is its descendants' subreaper, and before each answer it kills what the
 job started (see descendants.py). Its log records are JSON lines carrying
 the request id (see logs.py).
+
+Async processors' jobs, whose frames carry an id, run on an event loop in a
+thread of its own (worker_loop.py).
 """
 
 import argparse
@@ -28,6 +31,7 @@ from ...sources.blocking import BlockingFetcher
 from ...sources.networks import DEFAULT_BLOCKED_NETWORKS
 from . import protocol
 from .descendants import track_descendants
+from .worker_loop import WorkerLoop
 
 
 def main(argv=None):
@@ -65,6 +69,7 @@ def main(argv=None):
 
 def serve(sock, runner, descendants):
     frames = protocol.FrameReceiver(sock)
+    async_jobs = WorkerLoop(sock, runner, descendants)
     while True:
         frame = frames.next()
         if frame is None:
@@ -72,6 +77,8 @@ def serve(sock, runner, descendants):
         header, body, fd = frame
         if header["op"] == "health":
             _health(sock, runner)
+        elif "id" in header:
+            async_jobs.received(header, body, fd)
         else:
             job = Job.from_wire(header)
             token = REQUEST_ID.set(job.request_id)

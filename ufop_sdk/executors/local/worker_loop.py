@@ -1,0 +1,89 @@
+"""A worker's event loop for async processors: their jobs run as tasks on it, in a thread of its own.
+
+The worker's main thread keeps reading frames and running plain processors'
+jobs. A frame that carries an ``"id"`` concerns an async processor's job: a
+run frame starts it as a task here (the server sends no more at once than the
+processor's concurrency), a cancel frame (its client left) cancels it. Every
+job answers once, with its id, from this thread. No lock: the server sends a
+worker no plain job or health check while it has async jobs, nor an async job
+while it runs a plain one, so the two threads never write at once.
+
+A job past its timeout is cancelled and answered 504 by the runner
+(app/runner.py's `within`); one whose coroutine never yields blocks the
+loop, and the server kills the worker past its deadline. The loop starts
+with the first async job: a worker of plain processors keeps one thread.
+"""
+
+import asyncio
+import io
+import os
+import threading
+
+from ...app.jobs import Job
+from ...app.logs import REQUEST_ID
+from ...errors import UfopError
+from ...response import error_response
+from . import protocol
+
+# How the answer of a job cancelled because its client left is marked; nobody reads it but the server,
+# which frees the job's place with it.
+CLIENT_LEFT = 499
+
+
+class WorkerLoop:
+    """Async jobs of one worker process, on `runner` (a ProcessorRunner), answering on `sock`.
+
+    `descendants` are killed once no async job runs: the jobs share the process, so
+    what one started cannot be told from what another did while they run.
+    """
+
+    def __init__(self, sock, runner, descendants):
+        self.sock = sock
+        self.runner = runner
+        self.descendants = descendants
+        self.loop = None
+        self.tasks = {}  # id -> Task, touched only on the loop's thread
+
+    def received(self, header, body, fd):
+        """A frame with an id, in the main thread: start its job, or cancel one."""
+        if header["op"] == "cancel":
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._cancel, header["id"])
+            return
+        # The input is opened here: a descriptor is this thread's to take from the frame.
+        buffer = os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)
+        self._running_loop().call_soon_threadsafe(self._start, header["id"], Job.from_wire(header), buffer)
+
+    def _running_loop(self):
+        if self.loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="ufop-async", daemon=True).start()
+            self.loop = loop
+        return self.loop
+
+    def _start(self, job_id, job, buffer):
+        self.tasks[job_id] = self.loop.create_task(self._run(job_id, job, buffer))
+
+    def _cancel(self, job_id):
+        task = self.tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    async def _run(self, job_id, job, buffer):
+        REQUEST_ID.set(job.request_id)  # this task's own context: its log lines carry its id
+        try:
+            with buffer:
+                outcome = await self.runner.process_job_async(job, buffer)
+            # Whole, as a plain job's answer is for now; a file or streamed answer's own path goes here.
+            response = outcome.kept_whole()
+        except asyncio.CancelledError:
+            response = error_response(UfopError("the request was cancelled: its client left", CLIENT_LEFT),
+                                      job.request_id)
+        finally:
+            del self.tasks[job_id]
+        if not self.tasks:
+            self.descendants.kill_new()  # before the answer, as for a plain job
+        try:
+            protocol.send(self.sock, protocol.async_reply_header(response, job_id), response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server went away: the main thread sees end-of-file, and the worker exits
