@@ -409,3 +409,20 @@ def test_celery_configuration_calls_are_kept_ignored_and_warned_about_once(bound
     assert json.loads(body) == {"conf": {"task_serializer": "pickle", "result_expires": 60,
                                          "task_default_queue": "old", "worker_prefetch_multiplier": 1},
                                 "queue": "old"}
+
+
+def test_an_async_task_is_a_project_error_naming_it_when_the_project_loads(make_project):
+    folder = make_project(app='''
+        from qiniu_ufop import QiniuUFOP
+
+        ufop = QiniuUFOP()
+
+        @ufop.task(route=r"^/hello$")
+        async def hello(buffer, args, content_type):
+            return "hello"
+    ''')
+    result = run_cli("routes", "--app", "app", "--project", folder)
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == (
+        "Error: qiniu-ufop task app.hello is async def, which qiniu-ufop tasks cannot be: write it as an "
+        "ufop_sdk.Processor with `async def process(self, req)`")

@@ -23,6 +23,7 @@ function becomes a `Processor`, so the server, ``ufop-sdk test``, both executors
 and publish work with it.
 """
 
+import inspect
 import io
 import json
 import re
@@ -31,6 +32,7 @@ import warnings
 
 import attrs
 
+from .errors import ProjectError
 from .processor import Processor
 from .response import TEXT, json_response, to_response
 from .response import Response as _Response
@@ -166,6 +168,9 @@ class QiniuUFOP:
 
 def _processor_for(function, route, options):
     task_name = f"{function.__module__}.{function.__name__}"
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        raise ProjectError(f"qiniu-ufop task {task_name} is async def, which qiniu-ufop tasks cannot be: "
+                           "write it as an ufop_sdk.Processor with `async def process(self, req)`")
 
     def process(self, req):
         content_type = req.declared_content_type or req.content_type

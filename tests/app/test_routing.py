@@ -154,3 +154,41 @@ def test_the_table_repr_shows_each_route_as_declared():
     assert repr(table) == (
         r"RouteTable([Route(Thumbnail, 'thumbnail/(?P<width>\\d+)', accepts=('image/*',), timeout=30.0)])"
     )
+
+
+async def _async_process(self, req):
+    return b""
+
+
+async def _async_generator(self, req):
+    yield b""
+
+
+async def _async_method(self):
+    pass
+
+
+def test_an_async_process_gets_its_concurrency_and_a_plain_one_none():
+    plain, default, eight = RouteTable([
+        processor("Plain", route="a"),
+        processor("Default", route="b", process=_async_process),
+        processor("Eight", route="c", process=_async_process, concurrency=8),
+    ], default_timeout=30)
+    assert (plain.concurrency, default.concurrency, eight.concurrency) == (None, 1, 8)
+    assert repr(eight) == "Route(Eight, 'c', accepts=(), timeout=30.0, concurrency=8)"
+
+
+@pytest.mark.parametrize(("attributes", "complaint"), [
+    ({"process": _async_process, "concurrency": 0}, "concurrency must be a positive integer, got 0"),
+    ({"process": _async_process, "concurrency": True}, "concurrency must be a positive integer, got True"),
+    ({"process": _async_process, "concurrency": "4"}, "concurrency must be a positive integer, got '4'"),
+    ({"concurrency": 4}, "concurrency = 4 needs `async def process`; a plain process() runs one request "
+                         "per worker process"),
+    ({"process": _async_process, "setup": _async_method}, "setup() must be a plain def, not async def"),
+    ({"process": _async_process, "health": _async_method}, "health() must be a plain def, not async def"),
+    ({"process": _async_generator}, "process() is an async generator"),
+], ids=["zero", "bool", "string", "plain-process", "async-setup", "async-health", "async-generator"])
+def test_what_an_async_processor_cannot_be_is_a_project_error_naming_it(attributes, complaint):
+    with pytest.raises(ProjectError, match="^processor Thumbnail: ") as caught:
+        RouteTable([processor("Thumbnail", route="a", **attributes)], default_timeout=30)
+    assert complaint in str(caught.value)

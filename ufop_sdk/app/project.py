@@ -95,6 +95,8 @@ def import_project_module(module_name, project_dir):
                 f"{module_name.replace('.', '/')}.py there, or name another module with --app or UFOP_APP"
             ) from None
         raise ProjectError(_import_failure(module_name)) from exc
+    except ProjectError:
+        raise  # what ufop_sdk found wrong while the module ran (ufop_sdk.compat): its message says it all
     except Exception as exc:
         raise ProjectError(_import_failure(module_name)) from exc
     finally:

@@ -21,6 +21,7 @@ from msgpack import UnpackException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from ...app.jobs import CANCEL_GRACE
 from ...errors import Overloaded, ProcessingTimeout, UfopError
 from ..base import Executor, Reply
 from .app import make_celery_app
@@ -163,8 +164,11 @@ class CeleryExecutor(Executor):
 
     def _time_limit(self, job):
         """The task's soft time limit: the processor's timeout, and the source's fetch when the
-        worker fetches one (as in local mode, the fetch does not eat the processor's time)."""
-        return job.timeout + (self.settings.fetch_timeout if job.url else 0)
+        worker fetches one (as in local mode, the fetch does not eat the processor's time). An
+        async processor is cancelled at its timeout in the worker: the limit, CANCEL_GRACE later,
+        stops one that never yields to its loop."""
+        grace = CANCEL_GRACE if job.concurrency is not None else 0
+        return job.timeout + grace + (self.settings.fetch_timeout if job.url else 0)
 
     async def _send(self, job, message, reply_id, limit):
         task = self.tasks[job.processor]
