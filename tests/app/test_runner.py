@@ -1,13 +1,17 @@
 """The runner: cmd -> route -> args -> accepts -> process -> Response, with every error a JSON Response."""
 
+import asyncio
 import io
 import json
+import time
 from pathlib import Path
 
 import attrs
 import pytest
+from support import PROJECTS
 
-from ufop_sdk import BadRequest, NotFound, Processor, UfopError, integer
+from ufop_sdk import BadRequest, NotFound, Processor, UfopError, integer, testing
+from ufop_sdk.app.jobs import Job
 from ufop_sdk.app.project import App
 from ufop_sdk.app.routing import RouteTable
 from ufop_sdk.app.runner import ProcessorRunner
@@ -204,3 +208,68 @@ def test_health_problems_on_a_fresh_runner_name_the_failed_setup():
 def test_a_failing_health_check_is_a_health_problem():
     assert runner_for(Inspect).health_problems() == {}
     assert runner_for(Inspect, Sick).health_problems() == {"Sick": "health() failed: OSError: disk full"}
+
+
+class Waits(Processor):
+    """Awaits, then says on which loop it ran; past its timeout its cancellation is noted."""
+
+    route = r"waits/(?P<seconds>[0-9.]+)"
+    timeout = 0.5
+    cancelled = []
+
+    async def process(self, req):
+        try:
+            await asyncio.sleep(float(req.args["seconds"]))
+        except asyncio.CancelledError:
+            Waits.cancelled.append(req.request_id)
+            raise
+        return {"loop": id(asyncio.get_running_loop())}
+
+
+class OwnTimeout(Processor):
+    """Its own asyncio.wait_for times out: its error, not a timeout of ours."""
+
+    route = r"own-timeout"
+
+    async def process(self, req):
+        await asyncio.wait_for(asyncio.sleep(5), 0.01)
+
+
+def test_an_async_process_runs_from_blocking_code_on_the_one_loop_its_runner_keeps():
+    runner = runner_for(Waits)
+    loops = {run(runner, "myufop/waits/0")[1]["loop"] for _ in range(3)}
+    assert len(loops) == 1
+
+
+def test_an_async_process_past_its_timeout_is_cancelled_and_a_504():
+    began = time.monotonic()
+    status, body, _ = run(runner_for(Waits), "myufop/waits/30", request_id="late")
+    assert (status, body["error"]) == (504, "processor 'Waits' ran past its timeout of 0.5s")
+    assert time.monotonic() - began < 3
+    assert "late" in Waits.cancelled
+
+
+def test_a_processors_own_asyncio_timeout_is_its_error_not_a_504():
+    status, body, _ = run(runner_for(OwnTimeout), "myufop/own-timeout")
+    assert (status, body["error"]) == (500, "internal error in processor 'OwnTimeout'")
+
+
+def test_process_job_async_is_awaited_on_the_callers_loop_and_cancelled_with_its_caller():
+    runner = runner_for(Waits)
+    job = Job(cmd="myufop/waits/30", processor="Waits", groups={"seconds": "30"}, timeout=0.5,
+              request_id="left")
+
+    async def leave_early():
+        running = asyncio.ensure_future(runner.process_job_async(job, io.BytesIO(b"")))
+        await asyncio.sleep(0.1)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(leave_early())
+    assert "left" in Waits.cancelled
+
+
+def test_ufop_sdk_testing_run_runs_an_async_processor():
+    response = testing.run("answer/text", b"", project=PROJECTS / "async_processors")
+    assert (response.status, response.body) == (200, b"hello")

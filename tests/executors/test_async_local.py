@@ -83,14 +83,18 @@ def post_concurrently_in_background(server, requests):
     return wait
 
 
-@pytest.mark.parametrize(("kind", "status", "body"), [
+# t/answer/<kind> on b"input": the status and how the body starts (Celery mode's tests use it too)
+ANSWERS = [
     ("bytes", 200, b"input"),
     ("text", 200, b"hello"),
     ("response", 201, b"made"),
     ("file", 200, b"from a file"),
     ("none", 204, b""),
     ("refused", 400, b'{"error":"refused on purpose"'),
-])
+]
+
+
+@pytest.mark.parametrize(("kind", "status", "body"), ANSWERS)
 def test_an_async_process_answers_with_every_kind_of_value(one_worker, kind, status, body):
     answer_status, _, answer_body = one_worker.post(f"t/answer/{kind}", b"input")
     assert (answer_status, answer_body[:len(body)]) == (status, body)

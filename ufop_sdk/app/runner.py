@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import logging
 import traceback
+import weakref
 
 import attrs
 
@@ -216,6 +217,7 @@ class ProcessorRunner:
         the process's life, so that clients a processor made on it on first use stay usable."""
         if self._own_loop is None:
             self._own_loop = asyncio.new_event_loop()
+            weakref.finalize(self, self._own_loop.close)  # a runner let go of (tests make many) closes it
         task = self._own_loop.create_task(within(timeout, coroutine))
         try:
             return self._own_loop.run_until_complete(task)

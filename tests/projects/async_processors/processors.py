@@ -85,6 +85,18 @@ class Answers(Processor):
         raise RuntimeError("a bug on purpose")
 
 
+class SameLoop(Processor):
+    """Says whether it runs on the loop it first ran on in this process: a client made on first use
+    (an HTTP client's connection pool, say) is bound to that loop."""
+
+    route = r"same-loop"
+
+    async def process(self, req):
+        loop = asyncio.get_running_loop()
+        first = self.__dict__.setdefault("first_loop", loop)
+        return {"same": first is loop, "pid": os.getpid()}
+
+
 class Echo(Processor):
     """A plain processor beside the async ones."""
 
