@@ -41,8 +41,10 @@ def through_a_local_frame(header, body):
     return received_header, received_body
 
 
-def test_every_field_but_the_input_travels():
-    assert set(Job.WIRE) == {field.name for field in attrs.fields(Job)} - {"body", "file"}
+def test_every_field_but_the_input_and_the_schedulers_concurrency_travels():
+    """A worker goes by the frame's id, not by a processor's concurrency, which only the server's
+    scheduler reads."""
+    assert set(Job.WIRE) == {field.name for field in attrs.fields(Job)} - {"body", "file", "concurrency"}
     assert set(Reply.WIRE) == {field.name for field in attrs.fields(Reply)} - {
         "body", "queued_seconds", "processing_seconds"}
 
@@ -52,6 +54,16 @@ def test_a_job_crosses_the_local_frame_whole():
     header, body = through_a_local_frame(protocol.job_header(job), job.body)
     assert (header["op"], header["fd"]) == ("run", False)
     assert Job.from_wire(header, body=body) == job
+
+
+def test_an_async_jobs_frame_and_its_answers_carry_its_id():
+    job = sample(Job, body=b"input")
+    header, body = through_a_local_frame(protocol.async_job_header(job, 7), job.body)
+    assert (header["op"], header["id"], Job.from_wire(header, body=body)) == ("run", 7, job)
+    reply = sample(Reply, body=b"answer")
+    header, body = through_a_local_frame(protocol.async_reply_header(reply, 7), reply.body)
+    assert (header["id"], Reply.from_wire(header, body=body)) == (7, reply)
+    assert through_a_local_frame(protocol.cancel_header(7), b"")[0] == {"op": "cancel", "id": 7}
 
 
 def test_a_job_crosses_the_celery_message_whole():
