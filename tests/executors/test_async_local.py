@@ -144,6 +144,19 @@ def is_running(pid):
         return False
 
 
+def test_a_child_process_an_async_process_awaits_past_its_timeout_is_killed_with_its_504(one_worker,
+                                                                                         markers):
+    wait_for_one_healthy_worker(one_worker)
+    before = workers_of(one_worker)
+    began = time.monotonic()
+    status, _, body = one_worker.post("t/spawns/30", timeout=15)
+    assert (status, json.loads(body)["error"]) == (504, "processor 'Spawns' ran past its timeout of 1s")
+    assert time.monotonic() - began < 3
+    assert not is_running(int((markers / "spawned").read_text())), "the child was killed before the answer"
+    assert workers_of(one_worker) == before
+    assert "Unknown child process" not in one_worker.output(), "asyncio's watcher found it reaped: not news"
+
+
 def test_a_request_beside_a_stuck_coroutine_fails_with_its_worker_and_says_why(one_worker):
     wait_for_one_healthy_worker(one_worker)
     answers = post_concurrently_in_background(one_worker, [("t/stuck/30", b"")])

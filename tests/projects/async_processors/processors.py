@@ -42,6 +42,20 @@ class Stuck(Processor):
         return "woke"
 
 
+class Spawns(Processor):
+    """Awaits a child process that outlives its timeout."""
+
+    route = r"spawns/(?P<seconds>[0-9.]+)"
+    timeout = 1
+    concurrency = 4
+
+    async def process(self, req):
+        child = await asyncio.create_subprocess_exec("sleep", req.args["seconds"])
+        (Path(os.environ["MARKER_DIR"]) / "spawned").write_text(str(child.pid))
+        await child.wait()
+        return "waited"
+
+
 class Watched(Processor):
     """Leaves a trace when it starts, when it ends, and when it is cancelled."""
 

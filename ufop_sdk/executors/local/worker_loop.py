@@ -16,6 +16,7 @@ with the first async job: a worker of plain processors keeps one thread.
 
 import asyncio
 import io
+import logging
 import os
 import threading
 
@@ -56,6 +57,7 @@ class WorkerLoop:
 
     def _running_loop(self):
         if self.loop is None:
+            logging.getLogger("asyncio").addFilter(_QUIET_REAPED)
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="ufop-async", daemon=True).start()
             self.loop = loop
@@ -87,3 +89,16 @@ class WorkerLoop:
             protocol.send(self.sock, protocol.async_reply_header(response, job_id), response.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server went away: the main thread sees end-of-file, and the worker exits
+
+
+class _QuietReaped(logging.Filter):
+    """asyncio's child watcher says a child it waited for was "unknown" when the worker killed and
+    reaped it first: what a job started (``asyncio.create_subprocess_exec``) and left running when it
+    was cancelled, killed on purpose (descendants.py)."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not (message.startswith("Unknown child process pid ") and message.endswith("returncode 255"))
+
+
+_QUIET_REAPED = _QuietReaped()
