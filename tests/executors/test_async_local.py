@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from support import PROJECTS, Server, children_of, free_port, post_concurrently, run_cli
+from support import PROJECTS, Origin, Server, children_of, free_port, post_concurrently, run_cli
 
 ASYNC = PROJECTS / "async_processors"
 
@@ -20,7 +20,8 @@ def markers(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_worker(markers):
-    with Server(ASYNC, "--host", "127.0.0.1", env={"MARKER_DIR": str(markers)}, workers=1) as server:
+    env = {"MARKER_DIR": str(markers), "UFOP_BLOCKED_NETWORKS": "192.0.2.0/24"}  # loopback origins allowed
+    with Server(ASYNC, "--host", "127.0.0.1", env=env, workers=1) as server:
         yield server
 
 
@@ -191,6 +192,16 @@ def test_async_requests_share_one_worker_and_leave_the_other_free_for_plain_ones
         assert time.monotonic() - began < 1, "the plain request did not wait for the naps"
         assert server.health()[1]["busy"] == 1
         assert len({json.loads(body)["pid"] for _, _, body in naps()}) == 1
+
+
+def test_an_async_process_fetches_in_a_thread_while_its_loop_runs_on(one_worker):
+    with Origin() as origin:
+        origin.serve("/slow.txt", b"fetched", content_type="text/plain", delay=1)
+        began = time.monotonic()
+        answers = post_concurrently(one_worker, [("t/fetches", origin.url("/slow.txt").encode())] * 4)
+        elapsed = time.monotonic() - began
+    assert [(status, body) for status, _, body in answers] == [(200, b"fetched")] * 4
+    assert elapsed < 3.5, f"4 fetches of 1 s each took {elapsed:.1f}s (one after another: 4s)"
 
 
 def test_ufop_sdk_dev_serves_async_processors(markers):

@@ -111,6 +111,18 @@ class SameLoop(Processor):
         return {"same": first is loop, "pid": os.getpid()}
 
 
+class Fetches(Processor):
+    """req.fetch blocks: an async process() awaits it in a thread, and its loop runs on meanwhile."""
+
+    route = r"fetches"
+    concurrency = 4
+
+    async def process(self, req):
+        url = req.buffer.read().decode()
+        fetched = await asyncio.to_thread(req.fetch, url)
+        return fetched.file.read(), fetched.content_type
+
+
 class Echo(Processor):
     """A plain processor beside the async ones."""
 
