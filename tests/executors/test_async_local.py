@@ -90,6 +90,7 @@ ANSWERS = [
     ("text", 200, b"hello"),
     ("response", 201, b"made"),
     ("file", 200, b"from a file"),
+    ("stream", 200, b"one two three"),
     ("none", 204, b""),
     ("refused", 400, b'{"error":"refused on purpose"'),
 ]

@@ -8,11 +8,17 @@ Both are closed by whoever sends them, once sent or abandoned.
 import collections.abc
 import io
 import os
+import stat
 from pathlib import PurePath
 
 import attrs
 
 CHUNK = 1 << 20  # what one read of a file answer, or of a readable that is not a file, takes
+
+
+class AnswerCut(Exception):
+    """An answer could not be sent to its end: its producer failed, it grew past
+    UFOP_MAX_OUTPUT_BYTES, a file changed, or the worker died. Its connection is closed."""
 
 
 @attrs.define(eq=False)
@@ -24,8 +30,12 @@ class FileBody:
 
     @classmethod
     def of(cls, file):
-        """A FileBody of an open binary file with a descriptor, from where it is now."""
-        return cls(file, max(0, os.fstat(file.fileno()).st_size - file.tell()))
+        """A FileBody of an open regular file, from where it is now; OSError for anything else
+        (a pipe, a socket: sent as a stream)."""
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise io.UnsupportedOperation("not a regular file")
+        return cls(file, max(0, status.st_size - file.tell()))
 
     def chunks(self, size=CHUNK):
         """The file's bytes, `size` at a time, up to `length` (it may have grown since)."""

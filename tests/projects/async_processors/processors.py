@@ -92,6 +92,8 @@ class Answers(Processor):
             path = req.workdir / "out.txt"
             path.write_bytes(b"from a file")
             return path, "text/plain"
+        if kind == "stream":
+            return (part for part in (b"one ", b"two ", b"three")), "text/plain"
         if kind == "none":
             return None
         if kind == "refused":

@@ -99,7 +99,13 @@ class Supervisor:
 
     def entry_answered(self, worker, entry, header, body):
         self.scheduler.answered(entry, header, body)
-        if worker.generation != self.generation and not worker.busy:
+        if not worker.busy:  # else it streams the answer, or runs more async jobs, and is free at their end
+            self.worker_free(worker)
+        elif entry.is_async:
+            self.scheduler.dispatch()  # one of its async jobs' places is free
+
+    def worker_free(self, worker):
+        if worker.generation != self.generation:
             self._retire(worker)
         self.scheduler.dispatch()
 

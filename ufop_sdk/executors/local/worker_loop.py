@@ -20,11 +20,17 @@ import logging
 import os
 import threading
 
+import attrs
+
+from ...app.bodies import FileBody
 from ...app.jobs import Job
 from ...app.logs import REQUEST_ID
 from ...errors import UfopError
 from ...response import error_response
 from . import protocol
+from .answers import send_file
+
+log = logging.getLogger("ufop_sdk.worker")
 
 # How the answer of a job cancelled because its client left is marked; nobody reads it but the server,
 # which frees the job's place with it.
@@ -38,8 +44,9 @@ class WorkerLoop:
     what one started cannot be told from what another did while they run.
     """
 
-    def __init__(self, sock, runner, descendants):
+    def __init__(self, sock, runner, descendants, fds_sock=None):
         self.sock = sock
+        self.fds_sock = fds_sock  # where a file answer's descriptor goes (answers.py)
         self.runner = runner
         self.descendants = descendants
         self.loop = None
@@ -73,11 +80,11 @@ class WorkerLoop:
 
     async def _run(self, job_id, job, buffer):
         REQUEST_ID.set(job.request_id)  # this task's own context: its log lines carry its id
+        outcome = None
         try:
-            with buffer:
+            with buffer:  # open until the answer is whole: a stream may read the input as it goes
                 outcome = await self.runner.process_job_async(job, buffer)
-            # Whole, as a plain job's answer is for now; a file or streamed answer's own path goes here.
-            response = outcome.kept_whole()
+                response = await self._sendable(outcome.response, job.request_id)
         except asyncio.CancelledError:
             response = error_response(UfopError("the request was cancelled: its client left", CLIENT_LEFT),
                                       job.request_id)
@@ -86,9 +93,44 @@ class WorkerLoop:
         if not self.tasks:
             self.descendants.kill_new()  # before the answer, as for a plain job
         try:
-            protocol.send(self.sock, protocol.async_reply_header(response, job_id), response.body)
+            self._send(job_id, response)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server went away: the main thread sees end-of-file, and the worker exits
+        finally:
+            if outcome is not None:
+                outcome.close()
+
+    async def _sendable(self, response, request_id):
+        """`response` as it can go: bytes, or a file by its descriptor; a stream read whole, in a
+        thread so that the loop runs on (an async job's answer is not paced by the server's credit)."""
+        body = response.body
+        if isinstance(body, bytes) or (isinstance(body, FileBody) and self.fds_sock is not None):
+            return response
+        try:
+            return await asyncio.to_thread(_read_whole, response, self.runner.max_output_bytes)
+        except UfopError as exc:
+            return error_response(exc, request_id)
+        except Exception as exc:  # noqa: BLE001 - the processor's iterator failed: a 500, as a plain job's
+            log.exception("request %s: its streamed answer failed", request_id)
+            return error_response(UfopError(f"the streamed answer failed: {type(exc).__name__}"), request_id)
+
+    def _send(self, job_id, response):
+        header = protocol.async_reply_header(response, job_id)
+        if isinstance(response.body, FileBody):
+            send_file(self.sock, self.fds_sock, header, response.body)
+        else:
+            protocol.send(self.sock, header, response.body)
+
+
+def _read_whole(response, limit):
+    """`response` with its stream read into bytes; UfopError once it grows past `limit` (None: no limit)."""
+    chunks, size = [], 0
+    for chunk in response.body.chunks():
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise UfopError(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
+        chunks.append(chunk)
+    return attrs.evolve(response, body=b"".join(chunks))
 
 
 class _QuietReaped(logging.Filter):
