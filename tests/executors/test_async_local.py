@@ -20,7 +20,8 @@ def markers(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_worker(markers):
-    env = {"MARKER_DIR": str(markers), "UFOP_BLOCKED_NETWORKS": "192.0.2.0/24"}  # loopback origins allowed
+    env = {"MARKER_DIR": str(markers), "UFOP_BLOCKED_NETWORKS": "192.0.2.0/24",  # loopback origins allowed
+           "UFOP_MAX_OUTPUT_BYTES": str(4 << 20)}
     with Server(ASYNC, "--host", "127.0.0.1", env=env, workers=1) as server:
         yield server
 
@@ -100,6 +101,12 @@ ANSWERS = [
 def test_an_async_process_answers_with_every_kind_of_value(one_worker, kind, status, body):
     answer_status, _, answer_body = one_worker.post(f"t/answer/{kind}", b"input")
     assert (answer_status, answer_body[:len(body)]) == (status, body)
+
+
+def test_an_endless_stream_from_an_async_process_is_cut_at_the_output_limit_with_a_500(one_worker):
+    status, _, body = one_worker.post("t/answer/endless")
+    assert (status, json.loads(body)["error"]) == (
+        500, f"the answer grew past the limit of {4 << 20} bytes (UFOP_MAX_OUTPUT_BYTES)")
 
 
 @pytest.mark.expect_traceback

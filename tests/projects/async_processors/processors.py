@@ -5,6 +5,7 @@ process id, each time a processor reaches that point.
 """
 
 import asyncio
+import itertools
 import os
 import time
 from pathlib import Path
@@ -94,6 +95,8 @@ class Answers(Processor):
             return path, "text/plain"
         if kind == "stream":
             return (part for part in (b"one ", b"two ", b"three")), "text/plain"
+        if kind == "endless":
+            return itertools.repeat(b"x" * 65536)
         if kind == "none":
             return None
         if kind == "refused":
