@@ -43,8 +43,8 @@ def bare_sendfile_server(port, path):
 
 def download(url):
     """Bytes per second of one download to /dev/null, as curl counts them; the request is a POST."""
-    output = subprocess.run(["curl", "-s", "-X", "POST", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}",
-                             url], capture_output=True, text=True, check=True).stdout
+    command = ["curl", "-s", "-X", "POST", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}", url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     status, speed = output.split()
     if status != "200":
         raise RuntimeError(f"{url} answered {status}")
@@ -56,7 +56,7 @@ def local_rounds(path, rounds):
     ours, theirs, growth = [], [], []
     bare_port, port = free_port(), free_port()
     bare = [sys.executable, __file__, "--bare-server", str(bare_port), str(path)]
-    with Process(bare, bare_port) as _, serve(PROJECT, port, workers=2, env={"BENCH_FILE": str(path)}) as server:
+    with Process(bare, bare_port), serve(PROJECT, port, workers=2, env={"BENCH_FILE": str(path)}) as server:
         download(f"http://127.0.0.1:{port}/handler?cmd=bench-ufop/file")  # warm: the page cache, the workers
         for _ in range(rounds):
             before = rss_kib(server.pid, "VmRSS")
