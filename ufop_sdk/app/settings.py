@@ -162,9 +162,9 @@ class Settings:
     # an answer past this is refused before it is sent (bytes, a file) or cut off (a stream)
     max_output_bytes: int = 4 << 30
     # A longer cmd is 414 before any route runs. mkzip's 1000 URLs of ~75 characters with aliases
-    # make ~140 KB. Routes are matched on the server's event loop: at 256 KiB the samples' routes
-    # and a `(?P<x>.*)` take under 0.1 ms, but one that backtracks quadratically (`(?P<a>.+)/(?P<b>.+)x`
-    # failing) takes 30 ms at 4 KiB, 7 s at 64 KiB and 2 minutes at 256 KiB (benchmarks/cmd_routes.py).
+    # make 140 KB. Routes are matched on the server's event loop: at 256 KiB each sample's routes take
+    # under 1 ms and a `(?P<x>.*)` 0.08 ms, but one that backtracks quadratically (`(?P<a>.+)/(?P<b>.+)x`
+    # failing) 50 ms at 4 KiB, 8 s at 64 KiB and 2 minutes at 256 KiB (benchmarks/cmd_routes.py).
     max_cmd_bytes: int = 256 << 10
 
     @classmethod
