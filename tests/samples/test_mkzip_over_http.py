@@ -6,9 +6,12 @@ import json
 import zipfile
 
 import pytest
+from redis_support import Worker
 from support import SAMPLES, Origin, Server
 
 MKZIP = SAMPLES / "mkzip"
+# The origins are on loopback, which servers and workers refuse to fetch from by default.
+LOOPBACK_ALLOWED = {"UFOP_BLOCKED_NETWORKS": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +21,7 @@ def spool_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(spool_dir):
-    # The origins are on loopback, which a server refuses to fetch from by default.
-    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_SPOOL_DIR": str(spool_dir)}
+    env = {**LOOPBACK_ALLOWED, "UFOP_SPOOL_DIR": str(spool_dir)}
     with Server(MKZIP, "--host", "127.0.0.1", env=env) as server:
         yield server
 
@@ -122,3 +124,16 @@ def test_an_unreachable_source_is_502_naming_it_with_no_byte_of_the_zip_and_noth
     assert b"PK" not in answer[2]
     assert "/late/missing.bin" in origin.requests
     server.wait_until(lambda: not list(spool_dir.iterdir()), 5, "the request's workdir to be removed")
+
+
+def test_mkzip_runs_on_a_celery_worker(redis_server, origin):
+    origin.serve("/one.txt", b"1")
+    origin.serve("/two.txt", b"22")
+    entries = entries_cmd((origin.url("/one.txt"), None), (origin.url("/two.txt"), "2/two.txt"))
+    broker = {"UFOP_BROKER_URL": redis_server.url(0)}
+    with Worker(MKZIP, redis_server.url(0), env=LOOPBACK_ALLOWED), \
+            Server(MKZIP, "--host", "127.0.0.1", env={**LOOPBACK_ALLOWED, **broker}) as server:
+        assert unzipped(server.post("mkzip-ufop/mkzip/2" + entries)) == {"one.txt": b"1", "2/two.txt": b"22"}
+        missing = entries + entries_cmd((origin.url("/three.txt"), None))
+        assert error_of(server.post("mkzip-ufop/mkzip/2" + missing), 502).startswith(
+            f"fetching {origin.url('/three.txt')}: ")
