@@ -24,12 +24,17 @@ class Processor:
         timeout: seconds the processor may run; None uses ``UFOP_TIMEOUT``.
         Args: an attrs class built from the named groups, so its converters
             and validators type and check them. None gives a plain mapping.
+        max_cmd_bytes: the longest cmd (UTF-8 bytes) this route is tried on.
+            Routes run on the server's event loop, so a longer cmd is refused
+            (414) unless a processor that takes it says so, as mkzip's list
+            of a thousand URLs does (UFOP_MAX_CMD_BYTES caps every one).
     """
 
     route = None
     accepts = ()
     timeout = None
     Args = None
+    max_cmd_bytes = 4096
 
     def setup(self):
         """Runs once per worker process before its first request."""

@@ -106,6 +106,8 @@ def test_route_settings_are_normalised():
     ({"route": "a", "timeout": -1}, "timeout must be a positive number of seconds, got -1"),
     ({"route": "a", "timeout": True}, "timeout must be a positive number of seconds, got True"),
     ({"route": "a", "timeout": "10"}, "timeout must be a positive number of seconds, got '10'"),
+    ({"route": "a", "max_cmd_bytes": 0}, "max_cmd_bytes must be a positive number of bytes, got 0"),
+    ({"route": "a", "max_cmd_bytes": 1.5}, "max_cmd_bytes must be a positive number of bytes, got 1.5"),
     ({"route": "a", "timeout": float("nan")}, "timeout must be a positive number of seconds, got nan"),
 ], ids=lambda value: ", ".join(f"{k}={v!r}" for k, v in value.items()) if isinstance(value, dict) else None)
 def test_an_invalid_declaration_is_a_project_error_naming_the_processor(attributes, complaint):
