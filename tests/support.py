@@ -244,6 +244,13 @@ class Origin:
     def redirect(self, path, location, status=302):
         self.serve(path, status=status, headers={"Location": location})
 
+    def stream(self, path, size, *, stall_after=None):
+        """Answer GET `path` with `size` random bytes (a Content-Length), 64 KiB a write, pausing for
+        good after `stall_after` bytes if given; returns the CountedAnswer that tells what was sent."""
+        answer = CountedAnswer(size, stall_after, self.closing)
+        self.answers[path] = answer
+        return answer
+
     def _handler_class(self):
         origin = self
 
@@ -263,6 +270,45 @@ class Origin:
                 pass
 
         return Handler
+
+
+class CountedAnswer:
+    """A large answer that counts the bytes the kernel took from it (`written`) until the client
+    closed the connection or all was sent (`ended`, an Event), and keeps what it sent (`sent`).
+
+    Its socket's send buffer is fixed at 1 MiB, so that what the kernels hold for a client
+    that stopped reading (this buffer and the client's receive buffer) does not depend on the
+    machine's TCP autotuning limits.
+    """
+
+    PIECE = 64 << 10
+
+    def __init__(self, size, stall_after, closing):
+        self.size = size
+        self.stall_after = stall_after
+        self.closing = closing
+        self.sent = os.urandom(size)
+        self.written = 0
+        self.ended = threading.Event()
+
+    def __call__(self, handler):
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(self.size))
+        handler.end_headers()
+        try:
+            while self.written < self.size:
+                if self.stall_after is not None and self.written >= self.stall_after:
+                    self.closing.wait()
+                    return
+                piece = self.sent[self.written:self.written + self.PIECE]
+                handler.wfile.write(piece)
+                self.written += len(piece)
+        except OSError:
+            handler.close_connection = True  # the client hung up: what this answer is here to show
+        finally:
+            self.ended.set()
 
 
 def _send_body(handler, body, framing):

@@ -24,12 +24,18 @@ class Processor:
         timeout: seconds the processor may run; None uses ``UFOP_TIMEOUT``.
         Args: an attrs class built from the named groups, so its converters
             and validators type and check them. None gives a plain mapping.
+        prefetch: True (the default) gives ``req.buffer`` as a seekable file
+            holding the whole input. False gives a forward-only stream read as
+            the input arrives, with ``req.size`` None: a ``url`` source is
+            downloaded only as far as it is read, in the worker, under the same
+            guard and limits. See the README's "Streamed sources".
     """
 
     route = None
     accepts = ()
     timeout = None
     Args = None
+    prefetch = True
 
     def setup(self):
         """Runs once per worker process before its first request."""

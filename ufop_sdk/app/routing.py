@@ -55,14 +55,16 @@ class Route:
     pattern: re.Pattern
     accepts: tuple
     timeout: float
+    prefetch: bool = True
 
     @property
     def name(self):
         return self.processor.__qualname__
 
     def __repr__(self):
+        streamed = "" if self.prefetch else ", prefetch=False"
         return (f"Route({self.name}, {self.pattern.pattern!r}, accepts={self.accepts!r}, "
-                f"timeout={self.timeout!r})")
+                f"timeout={self.timeout!r}{streamed})")
 
 
 @attrs.frozen
@@ -155,7 +157,10 @@ def compile_route(cls, default_timeout):
         problem = check_args_class(cls.Args, pattern.groupindex)
         if problem:
             raise ProjectError(f"processor {name}: {problem}")
-    return Route(cls, pattern, tuple(accepts), float(timeout))
+    prefetch = cls.prefetch
+    if not isinstance(prefetch, bool):
+        raise ProjectError(f"processor {name}: prefetch must be True or False, got {prefetch!r}")
+    return Route(cls, pattern, tuple(accepts), float(timeout), prefetch)
 
 
 def _warn_on_duplicates(routes):

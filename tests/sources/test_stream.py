@@ -1,0 +1,208 @@
+"""Streamed sources (``prefetch = False``) over real HTTP: a ``serve`` subprocess whose workers read
+a local origin only as far as the processor reads, within the guard and limits of a source."""
+
+import hashlib
+import json
+import time
+
+import pytest
+from support import PROJECTS, Origin, Server, open_files
+
+STREAMED = PROJECTS / "streamed"
+MAX_SOURCE = 3 << 20
+LARGE = 64 << 20
+
+
+@pytest.fixture(scope="module")
+def origin():
+    with Origin() as origin:
+        yield origin
+
+
+@pytest.fixture(scope="module")
+def server():
+    """One worker (so every request meets the same process), loopback allowed, a 1 s fetch timeout."""
+    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_FETCH_TIMEOUT": "1", "UFOP_MAX_SOURCE_BYTES": str(LARGE)}
+    with Server(STREAMED, "--host", "127.0.0.1", env=env, workers=1) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def limited_server():
+    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_MAX_SOURCE_BYTES": str(MAX_SOURCE)}
+    with Server(STREAMED, "--host", "127.0.0.1", env=env, workers=1) as server:
+        yield server
+
+
+def error_of(body):
+    return json.loads(body)["error"]
+
+
+def sockets_of(pid):
+    return [target for target in open_files(pid) if target.startswith("socket:")]
+
+
+# Reading only what is needed.
+
+def test_reading_the_first_kib_of_64_mib_closes_the_connection_long_before_the_end(server, origin):
+    source = origin.stream("/large-head", LARGE)
+    began = time.monotonic()
+    status, _, body = server.post("s/head/1024", url=origin.url("/large-head"))
+    assert status == 200, body
+    assert time.monotonic() - began < 10
+    assert json.loads(body)["sha256"] == hashlib.sha256(source.sent[:1024]).hexdigest()
+    assert source.ended.wait(10), "the origin still sends: the worker kept the connection open"
+    assert source.written < 8 << 20, f"the origin sent {source.written} bytes for 1 KiB read"
+
+
+def test_a_processor_that_never_reads_downloads_almost_nothing(server, origin):
+    source = origin.stream("/large-untouched", LARGE)
+    assert server.post("s/untouched", url=origin.url("/large-untouched"))[::2] == (200, b"not read")
+    assert source.ended.wait(10)
+    assert source.written < 8 << 20
+
+
+def test_a_stream_read_to_its_end_gives_the_source_bytes(server, origin):
+    source = origin.stream("/whole", 5 << 20)
+    status, _, body = server.post("s/echo", url=origin.url("/whole"))
+    assert status == 200 and body == source.sent
+
+
+def test_readinto_a_chunk_at_a_time_reads_every_byte(server, origin):
+    source = origin.stream("/digest", 5 << 20)
+    status, _, body = server.post("s/digest", url=origin.url("/digest"))
+    assert status == 200
+    assert json.loads(body) == {"length": 5 << 20, "sha256": hashlib.sha256(source.sent).hexdigest()}
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+def test_every_framing_of_the_origin_streams_whole(server, origin, framing):
+    data = bytes(range(256)) * 2000
+    origin.serve(f"/framed-{framing}", data, framing=framing)
+    assert server.post("s/echo", url=origin.url(f"/framed-{framing}"))[::2] == (200, data)
+
+
+def test_the_request_has_no_size_a_forward_only_buffer_and_the_sniffed_and_declared_types(
+        server, origin, png):
+    origin.serve("/picture", png, content_type="image/x-declared")
+    status, _, body = server.post("s/head/8", url=origin.url("/picture"))
+    assert status == 200
+    described = json.loads(body)
+    assert (described["size"], described["seekable"]) == (None, False)
+    assert described["content_type"] == "image/png"
+    assert described["declared_content_type"] == "image/x-declared"
+    assert described["url"] == origin.url("/picture")
+    assert described["sha256"] == hashlib.sha256(png[:8]).hexdigest()
+
+
+def test_accepts_is_enforced_on_the_first_bytes(server, origin, png):
+    origin.serve("/text", b"plain words, not a picture")
+    origin.serve("/png", png)
+    status, _, body = server.post("s/picture", url=origin.url("/text"))
+    assert status == 415 and "image/*" in error_of(body)
+    assert server.post("s/picture", url=origin.url("/png"))[::2] == (200, b"image/png")
+
+
+def test_redirects_are_followed(server, origin):
+    origin.serve("/target", b"moved here")
+    origin.redirect("/moved", "/target")
+    assert server.post("s/echo", url=origin.url("/moved"))[::2] == (200, b"moved here")
+
+
+def test_a_body_is_a_forward_only_stream_too(server):
+    status, _, body = server.post("s/head/5", b"hello body")
+    assert status == 200
+    described = json.loads(body)
+    assert (described["read"], described["size"], described["seekable"]) == (5, None, False)
+    assert described["sha256"] == hashlib.sha256(b"hello").hexdigest()
+    assert server.post("s/echo", b"x" * (3 << 20))[::2] == (200, b"x" * (3 << 20))
+
+
+# Failures: the errors of a prefetched source.
+
+def test_an_origin_404_is_a_502_naming_the_status(server, origin):
+    status, _, body = server.post("s/echo", url=origin.url("/nowhere"))
+    assert status == 502 and "404" in error_of(body)
+
+
+def test_an_unreachable_origin_is_a_502_naming_its_host(server):
+    with Origin() as gone:
+        url = gone.url("/x")
+    status, _, body = server.post("s/echo", url=url)
+    assert status == 502 and "127.0.0.1" in error_of(body)
+
+
+def test_an_origin_slow_to_answer_is_a_504_after_the_fetch_timeout(server, origin):
+    origin.serve("/slow", b"late", delay=5)
+    began = time.monotonic()
+    status, _, body = server.post("s/echo", url=origin.url("/slow"))
+    assert status == 504, body
+    assert time.monotonic() - began < 4
+
+
+def test_an_origin_that_stalls_mid_stream_is_a_504_after_the_fetch_timeout(server, origin):
+    origin.stream("/stalls", 1 << 20, stall_after=256 << 10)
+    began = time.monotonic()
+    status, _, body = server.post("s/digest", url=origin.url("/stalls"))
+    assert status == 504 and "sent nothing for 1s" in error_of(body), body
+    assert time.monotonic() - began < 4
+
+
+def test_reading_past_the_limit_is_413(limited_server, origin):
+    origin.serve("/unsized", b"x" * (MAX_SOURCE + 1), framing="chunked")
+    status, _, body = limited_server.post("s/digest", url=origin.url("/unsized"))
+    assert status == 413 and str(MAX_SOURCE) in error_of(body)
+
+
+def test_reading_up_to_the_limit_is_fine_and_a_longer_source_read_only_that_far_too(limited_server, origin):
+    origin.serve("/exact", b"x" * MAX_SOURCE, framing="chunked")
+    assert json.loads(limited_server.post("s/digest", url=origin.url("/exact"))[2])["length"] == MAX_SOURCE
+    origin.serve("/long", b"x" * (MAX_SOURCE + 1), framing="chunked")
+    assert limited_server.post("s/head/10", url=origin.url("/long"))[0] == 200
+
+
+def test_a_content_length_over_the_limit_is_413_before_the_processor_runs(limited_server, origin):
+    origin.stream("/declared-large", MAX_SOURCE + 1)
+    status, _, body = limited_server.post("s/untouched", url=origin.url("/declared-large"))
+    assert status == 413 and str(MAX_SOURCE + 1) in error_of(body)
+
+
+def test_a_blocked_address_is_403_and_never_asked(origin):
+    origin.serve("/secret", b"internal data")
+    asked = len(origin.requests)
+    with Server(STREAMED, "--host", "127.0.0.1", workers=1) as server:  # serve's default blocked list
+        status, _, body = server.post("s/echo", url=origin.url("/secret"))
+        assert status == 403 and "blocked address" in error_of(body)
+        status, _, body = server.post("s/echo", url=f"http://localhost:{origin.port}/secret")
+        assert status == 403 and "localhost" in error_of(body)
+    assert len(origin.requests) == asked
+
+
+def test_a_redirect_to_a_blocked_address_is_403(origin):
+    origin.serve("/internal", b"internal data")
+    origin.redirect("/outward", f"http://127.0.0.2:{origin.port}/internal")
+    with Server(STREAMED, "--host", "127.0.0.1", workers=1,
+                env={"UFOP_BLOCKED_NETWORKS": "127.0.0.2/32"}) as server:
+        status, _, body = server.post("s/echo", url=origin.url("/outward"))
+        assert status == 403 and "127.0.0.2" in error_of(body)
+
+
+def test_a_host_not_allowed_is_403(origin):
+    env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_ALLOWED_SOURCE_HOSTS": "127.0.0.1"}
+    with Server(STREAMED, "--host", "127.0.0.1", workers=1, env=env) as server:
+        status, _, body = server.post("s/echo", url=f"http://localhost:{origin.port}/secret")
+        assert status == 403 and "UFOP_ALLOWED_SOURCE_HOSTS" in error_of(body)
+
+
+# Nothing is left open.
+
+def test_the_worker_holds_no_connection_after_streamed_requests_however_they_ended(server, origin):
+    pid = json.loads(server.post("s/head/1", b"x")[2])["pid"]
+    before = len(sockets_of(pid))
+    origin.stream("/partly", 4 << 20)
+    origin.stream("/stalling", 1 << 20, stall_after=64 << 10)
+    for cmd, path in [("s/head/100", "/partly"), ("s/untouched", "/partly"), ("s/digest", "/stalling"),
+                      ("s/echo", "/nowhere"), ("s/picture", "/partly")]:
+        server.post(cmd, url=origin.url(path))
+    assert json.loads(server.post("s/head/1", b"x")[2])["pid"] == pid
+    assert len(sockets_of(pid)) == before
