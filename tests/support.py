@@ -274,7 +274,8 @@ class Origin:
 
 class CountedAnswer:
     """A large answer that counts the bytes the kernel took from it (`written`) until the client
-    closed the connection or all was sent (`ended`, an Event), and keeps what it sent (`sent`).
+    closed the connection or all was sent (`ended`, an Event), and keeps what it sends (`sent`).
+    Both tell of the latest request for it.
 
     Its socket's send buffer is fixed at 1 MiB, so that what the kernels hold for a client
     that stopped reading (this buffer and the client's receive buffer) does not depend on the
@@ -292,6 +293,8 @@ class CountedAnswer:
         self.ended = threading.Event()
 
     def __call__(self, handler):
+        self.written = 0
+        self.ended.clear()
         handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         handler.send_response(200)
         handler.send_header("Content-Type", "application/octet-stream")

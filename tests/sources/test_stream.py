@@ -201,8 +201,9 @@ def test_the_worker_holds_no_connection_after_streamed_requests_however_they_end
     before = len(sockets_of(pid))
     origin.stream("/partly", 4 << 20)
     origin.stream("/stalling", 1 << 20, stall_after=64 << 10)
-    for cmd, path in [("s/head/100", "/partly"), ("s/untouched", "/partly"), ("s/digest", "/stalling"),
-                      ("s/echo", "/nowhere"), ("s/picture", "/partly")]:
-        server.post(cmd, url=origin.url(path))
+    for cmd, path, status in [("s/head/100", "/partly", 200), ("s/untouched", "/partly", 200),
+                              ("s/digest", "/stalling", 504), ("s/echo", "/nowhere", 502),
+                              ("s/picture", "/partly", 415)]:
+        assert server.post(cmd, url=origin.url(path))[0] == status
     assert json.loads(server.post("s/head/1", b"x")[2])["pid"] == pid
     assert len(sockets_of(pid)) == before

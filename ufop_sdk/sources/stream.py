@@ -120,6 +120,9 @@ def _get(url, policy, deadline):
     except (OSError, ValueError, http.client.HTTPException, UfopError) as exc:
         connection.close()
         raise fetch_error(exc, url, policy.timeout) from None
+    except BaseException:  # the processor's time is up (Celery's soft limit): closed all the same
+        connection.close()
+        raise
     return response
 
 
