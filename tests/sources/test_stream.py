@@ -1,6 +1,7 @@
 """Streamed sources (``prefetch = False``) over real HTTP: a ``serve`` subprocess whose workers read
 a local origin only as far as the processor reads, within the guard and limits of a source."""
 
+import gzip
 import hashlib
 import json
 import time
@@ -109,6 +110,14 @@ def test_redirects_are_followed(server, origin):
     assert server.post("s/echo", url=origin.url("/moved"))[::2] == (200, b"moved here")
 
 
+def test_a_gzip_encoded_source_is_decoded_as_it_is_read(server, origin):
+    text = b"plain text " * 100_000
+    origin.serve("/gzipped", gzip.compress(text), headers={"Content-Encoding": "gzip"}, framing="chunked")
+    assert server.post("s/echo", url=origin.url("/gzipped"))[::2] == (200, text)
+    status, _, body = server.post("s/head/11", url=origin.url("/gzipped"))
+    assert status == 200 and json.loads(body)["sha256"] == hashlib.sha256(b"plain text ").hexdigest()
+
+
 def test_a_body_is_a_forward_only_stream_too(server):
     status, _, body = server.post("s/head/5", b"hello body")
     assert status == 200
@@ -151,6 +160,12 @@ def test_an_origin_that_stalls_mid_stream_is_a_504_after_the_fetch_timeout(serve
 def test_reading_past_the_limit_is_413(limited_server, origin):
     origin.serve("/unsized", b"x" * (MAX_SOURCE + 1), framing="chunked")
     status, _, body = limited_server.post("s/digest", url=origin.url("/unsized"))
+    assert status == 413 and str(MAX_SOURCE) in error_of(body)
+
+
+def test_a_gzip_bomb_is_413_on_the_bytes_it_expands_to(limited_server, origin):
+    origin.serve("/bomb", gzip.compress(bytes(MAX_SOURCE + 1)), headers={"Content-Encoding": "gzip"})
+    status, _, body = limited_server.post("s/digest", url=origin.url("/bomb"))
     assert status == 413 and str(MAX_SOURCE) in error_of(body)
 
 

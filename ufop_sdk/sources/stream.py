@@ -19,10 +19,14 @@ import http.client
 import io
 import socket
 import time
+import zlib
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import PayloadTooLarge, ProcessingTimeout, SourceError, UfopError
 from .fetch import MAX_REDIRECTS, REDIRECTS, fetch_error, status_error, too_large
+
+REQUEST_HEADERS = {"User-Agent": "ufop-sdk", "Accept-Encoding": "gzip"}
+STREAM_READ = 64 << 10  # what one read of a gzip-encoded body takes from the connection
 
 
 def open_stream(url, policy):
@@ -62,6 +66,9 @@ class SourceStream(io.RawIOBase):
 
     def __init__(self, response, url, policy):
         self.response = response
+        # As Tornado's client does for a prefetched source: asked for, and decoded, whatever it says.
+        gzipped = (response.getheader("Content-Encoding") or "").strip().lower() == "gzip"
+        self.body = _Gunzipped(response) if gzipped else response
         self.url = url
         self.content_type = response.getheader("Content-Type")
         self.max_bytes = policy.max_bytes
@@ -75,10 +82,10 @@ class SourceStream(io.RawIOBase):
         # One byte over the limit is enough to know it is over: never more is taken.
         with memoryview(buffer) as view:
             try:
-                count = self.response.readinto(view[:self.max_bytes - self.received + 1])
+                count = self.body.readinto(view[:self.max_bytes - self.received + 1])
             except TimeoutError:
                 raise ProcessingTimeout(f"the source sent nothing for {self.timeout:g}s") from None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, zlib.error) as exc:
                 raise SourceError(f"the source broke off after {self.received} bytes: "
                                   f"{exc or type(exc).__name__}") from None
         self.received += count
@@ -91,6 +98,27 @@ class SourceStream(io.RawIOBase):
         if not self.closed:
             self.response.close()
         super().close()
+
+
+class _Gunzipped:
+    """The decoded bytes of a gzip-encoded body, decoded as they are read: the limit counts them
+    (a small body that expands to gigabytes is refused as it grows), not what came over the wire."""
+
+    def __init__(self, response):
+        self.response = response
+        self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def readinto(self, view):
+        """Up to len(`view`) decoded bytes into `view`: their count, 0 at the end. Raises zlib.error."""
+        while not self.decoder.eof:
+            encoded = self.decoder.unconsumed_tail or self.response.read1(STREAM_READ)
+            if not encoded:
+                break  # the body ended: what it held is decoded, as Tornado gives a cut-off one
+            decoded = self.decoder.decompress(encoded, len(view))
+            if decoded:
+                view[:len(decoded)] = decoded
+                return len(decoded)
+        return 0
 
 
 def _check(response, policy):
@@ -113,7 +141,7 @@ def _get(url, policy, deadline):
     connection.policy = policy
     try:
         connection.port = parts.port or connection.default_port  # ValueError: not a port
-        connection.request("GET", _target(parts), headers={"User-Agent": "ufop-sdk"})
+        connection.request("GET", _target(parts), headers=REQUEST_HEADERS)
         sock = connection.sock  # getresponse() may let go of it (an answer that closes the connection)
         response = connection.getresponse()
         sock.settimeout(policy.timeout)  # from now on, the longest a read may wait: a stall
