@@ -198,10 +198,12 @@ class Origin:
             server.post("t/echo", url=origin.url("/a.txt"))
 
     A path not set up answers 404. `requests` lists the paths asked for, in order.
+    With `tls` (a server-side ssl.SSLContext) it answers HTTPS.
     """
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", tls=None):
         self.host = host
+        self.tls = tls
         self.answers = {}
         self.requests = []
         self.closing = threading.Event()
@@ -209,6 +211,8 @@ class Origin:
     def __enter__(self):
         self.httpd = _QuietHTTPServer((self.host, 0), self._handler_class())
         self.port = self.httpd.server_address[1]
+        if self.tls is not None:
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()
@@ -220,8 +224,8 @@ class Origin:
         self.httpd.server_close()
         self.thread.join(5)
 
-    def url(self, path):
-        return f"http://{self.host}:{self.port}{path}"
+    def url(self, path, host=None):
+        return f"{'https' if self.tls else 'http'}://{host or self.host}:{self.port}{path}"
 
     def serve(self, path, body=b"", *, status=200, content_type=None, headers=None, delay=0.0,
               framing="length"):

@@ -4,6 +4,8 @@ a local origin only as far as the processor reads, within the guard and limits o
 import gzip
 import hashlib
 import json
+import ssl
+import subprocess
 import time
 
 import pytest
@@ -207,6 +209,32 @@ def test_a_host_not_allowed_is_403(origin):
     with Server(STREAMED, "--host", "127.0.0.1", workers=1, env=env) as server:
         status, _, body = server.post("s/echo", url=f"http://localhost:{origin.port}/secret")
         assert status == 403 and "UFOP_ALLOWED_SOURCE_HOSTS" in error_of(body)
+
+
+# HTTPS: the guarded socket is the one TLS runs on, checked against the URL's host name.
+
+@pytest.fixture(scope="module")
+def tls_origin(tmp_path_factory):
+    """An HTTPS origin whose certificate names localhost only, and that certificate (to trust)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with Origin(tls=context) as origin:
+        yield origin, cert
+
+
+def test_an_https_source_streams_when_its_certificate_names_the_host(tls_origin):
+    origin, cert = tls_origin
+    origin.serve("/secure", b"over tls")
+    env = {"UFOP_BLOCKED_NETWORKS": "none", "SSL_CERT_FILE": str(cert)}
+    with Server(STREAMED, "--host", "127.0.0.1", workers=1, env=env) as server:
+        assert server.post("s/echo", url=origin.url("/secure", host="localhost"))[::2] == (200, b"over tls")
+        status, _, body = server.post("s/echo", url=origin.url("/secure", host="127.0.0.1"))
+        assert status == 502 and "certificate" in error_of(body), body
 
 
 # Nothing is left open.
