@@ -184,14 +184,21 @@ def test_a_content_length_over_the_limit_is_413_before_the_processor_runs(limite
     assert status == 413 and str(MAX_SOURCE + 1) in error_of(body)
 
 
-def test_a_blocked_address_is_403_and_never_asked(origin):
+@pytest.fixture(scope="module")
+def guarded_server():
+    """serve as deployed: UFOP_BLOCKED_NETWORKS unset."""
+    with Server(STREAMED, "--host", "127.0.0.1", workers=1) as server:
+        yield server
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "169.254.169.254", "0.0.0.0",
+                                  "2130706433", "0x7f.1", "[::ffff:127.0.0.1]"])
+def test_a_blocked_address_is_403_and_never_asked(guarded_server, origin, host):
     origin.serve("/secret", b"internal data")
     asked = len(origin.requests)
-    with Server(STREAMED, "--host", "127.0.0.1", workers=1) as server:  # serve's default blocked list
-        status, _, body = server.post("s/echo", url=origin.url("/secret"))
-        assert status == 403 and "blocked address" in error_of(body)
-        status, _, body = server.post("s/echo", url=f"http://localhost:{origin.port}/secret")
-        assert status == 403 and "localhost" in error_of(body)
+    status, _, body = guarded_server.post("s/untouched", url=f"http://{host}:{origin.port}/secret")
+    assert status == 403 and "blocked address" in error_of(body), body
+    assert host.strip("[]") in error_of(body)
     assert len(origin.requests) == asked
 
 

@@ -136,11 +136,11 @@ def _get(url, policy, deadline):
     if remaining <= 0:
         raise ProcessingTimeout(f"fetching the source took over {policy.timeout:g}s")
     parts = urlsplit(url)
-    kind = GuardedHTTPSConnection if parts.scheme == "https" else GuardedHTTPConnection
-    connection = kind(parts.hostname, timeout=remaining)
-    connection.policy = policy
     try:
-        connection.port = parts.port or connection.default_port  # ValueError: not a port
+        connection = _connection(parts, policy, remaining)
+    except (ValueError, http.client.HTTPException) as exc:  # a port that is not one
+        raise fetch_error(exc, url, policy.timeout) from None
+    try:
         connection.request("GET", _target(parts), headers=REQUEST_HEADERS)
         sock = connection.sock  # getresponse() may let go of it (an answer that closes the connection)
         response = connection.getresponse()
@@ -152,6 +152,15 @@ def _get(url, policy, deadline):
         connection.close()
         raise
     return response
+
+
+def _connection(parts, policy, timeout):
+    """A guarded connection (not yet connected) to the host and port of `parts`, a split URL."""
+    kind = GuardedHTTPSConnection if parts.scheme == "https" else GuardedHTTPConnection
+    # The port given apart, always: http.client would read an IPv6 literal's last group as one.
+    connection = kind(parts.hostname, parts.port or kind.default_port, timeout=timeout)
+    connection.policy = policy
+    return connection
 
 
 def _target(parts):
