@@ -80,6 +80,21 @@ def test_a_celery_worker_answers_the_errors_of_a_source(server, origin):
     assert status == 504 and "sent nothing" in error_of(body)
 
 
+def test_a_celery_processor_stuck_on_a_stalled_source_is_cut_at_its_timeout(redis_server, origin):
+    origin.stream("/stalls-long", 1 << 20, stall_after=256 << 10)
+    worker, server = celery_pair(redis_server, 3, UFOP_BLOCKED_NETWORKS="none", UFOP_FETCH_TIMEOUT="30")
+    with worker, server:
+        assert server.post("s/head/1", b"x", timeout=15)[0] == 200  # its child's connection to Redis is up
+        [child] = worker.children()
+        before = [target for target in open_files(child) if target.startswith("socket:")]
+        began = time.monotonic()
+        status, _, body = server.post("s/hasty-digest", url=origin.url("/stalls-long"), timeout=15)
+        assert status == 504 and "timeout of 1s" in error_of(body), body
+        assert time.monotonic() - began < 5
+        after = [target for target in open_files(child) if target.startswith("socket:")]
+        assert worker.children() == [child] and len(after) == len(before)
+
+
 def test_a_celery_worker_refuses_to_read_past_the_limit(redis_server, origin):
     origin.serve("/unsized", b"x" * (MAX_SOURCE + 1), framing="chunked")
     worker, server = celery_pair(redis_server, 1, UFOP_BLOCKED_NETWORKS="none",
@@ -101,6 +116,7 @@ def test_by_default_a_celery_worker_refuses_a_loopback_source(redis_server, orig
 
 def test_a_celery_child_holds_no_connection_after_streamed_requests(worker_and_server, origin):
     worker, server = worker_and_server
+    assert server.post("s/head/1", b"x", timeout=15)[0] == 200  # its child's connection to Redis is up
     [child] = worker.children()
     before = [target for target in open_files(child) if target.startswith("socket:")]
     origin.stream("/partly", 4 << 20)
@@ -108,3 +124,10 @@ def test_a_celery_child_holds_no_connection_after_streamed_requests(worker_and_s
         assert server.post(cmd, url=origin.url("/partly"), timeout=15)[0] == status
     after = [target for target in open_files(child) if target.startswith("socket:")]
     assert len(after) == len(before)
+
+
+def test_a_stream_a_celery_processor_keeps_is_closed_when_the_request_ends(server, origin):
+    source = origin.stream("/kept", 16 << 20)
+    assert server.post("s/keep/fail", url=origin.url("/kept"), timeout=15)[0] == 400
+    assert source.ended.wait(10), "the worker still holds the connection"
+    assert source.written < 8 << 20

@@ -32,6 +32,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def limited_server():
+    """A 3 MiB source limit and the default fetch timeout (longer than HastyDigest's 1 s)."""
     env = {"UFOP_BLOCKED_NETWORKS": "none", "UFOP_MAX_SOURCE_BYTES": str(MAX_SOURCE)}
     with Server(STREAMED, "--host", "127.0.0.1", env=env, workers=1) as server:
         yield server
@@ -151,12 +152,24 @@ def test_an_origin_slow_to_answer_is_a_504_after_the_fetch_timeout(server, origi
     assert time.monotonic() - began < 4
 
 
-def test_an_origin_that_stalls_mid_stream_is_a_504_after_the_fetch_timeout(server, origin):
-    origin.stream("/stalls", 1 << 20, stall_after=256 << 10)
+def answer_to_a_stall(server, origin, cmd, path):
+    """POST `cmd` on a source that stalls after 256 KiB: its status, error and seconds."""
+    origin.stream(path, 1 << 20, stall_after=256 << 10)
     began = time.monotonic()
-    status, _, body = server.post("s/digest", url=origin.url("/stalls"))
-    assert status == 504 and "sent nothing for 1s" in error_of(body), body
-    assert time.monotonic() - began < 4
+    status, _, body = server.post(cmd, url=origin.url(path))
+    return status, error_of(body), time.monotonic() - began
+
+
+def test_an_origin_that_stalls_mid_stream_is_a_504_after_the_fetch_timeout(server, origin):
+    status, error, seconds = answer_to_a_stall(server, origin, "s/digest", "/stalls")
+    assert (status, error) == (504, "the source sent nothing for 1s")
+    assert seconds < 4
+
+
+def test_a_stalled_source_is_cut_at_the_processors_timeout_when_it_comes_first(limited_server, origin):
+    status, error, seconds = answer_to_a_stall(limited_server, origin, "s/hasty-digest", "/stalls-long")
+    assert status == 504 and "timeout of 1s" in error
+    assert seconds < 5
 
 
 def test_reading_past_the_limit_is_413(limited_server, origin):
@@ -257,3 +270,11 @@ def test_the_worker_holds_no_connection_after_streamed_requests_however_they_end
         assert server.post(cmd, url=origin.url(path))[0] == status
     assert json.loads(server.post("s/head/1", b"x")[2])["pid"] == pid
     assert len(sockets_of(pid)) == before
+
+
+@pytest.mark.parametrize(("cmd", "status"), [("s/keep", 200), ("s/keep/fail", 400)])
+def test_a_stream_the_processor_keeps_is_closed_when_the_request_ends(server, origin, cmd, status):
+    source = origin.stream(f"/kept-{status}", 16 << 20)
+    assert server.post(cmd, url=origin.url(f"/kept-{status}"))[0] == status
+    assert source.ended.wait(10), "the worker still holds the connection"
+    assert source.written < 8 << 20

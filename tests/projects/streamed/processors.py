@@ -3,7 +3,7 @@
 import hashlib
 import os
 
-from ufop_sdk import Processor
+from ufop_sdk import BadRequest, Processor
 
 
 class Head(Processor):
@@ -60,3 +60,28 @@ class PicturesOnly(Processor):
 
     def process(self, req):
         return req.content_type
+
+
+class HastyDigest(Digest):
+    """Digest with a 1 s timeout: a source that stalls is cut by the processor's own timeout."""
+
+    route = r"hasty-digest"
+    timeout = 1
+
+
+class Keeper(Processor):
+    """Reads 10 bytes and keeps the stream, as it should not (then fails, for keep/fail): the end of
+    the request closes it all the same."""
+
+    route = r"keep(?P<fail>/fail)?"
+    prefetch = False
+
+    def setup(self):
+        self.kept = []
+
+    def process(self, req):
+        req.buffer.read(10)
+        self.kept.append(req.buffer)
+        if req.args.get("fail"):
+            raise BadRequest("failed after reading")
+        return "kept"
