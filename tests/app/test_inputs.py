@@ -49,6 +49,13 @@ def test_peek_gives_the_first_bytes_however_little_each_read_of_the_source_gives
     assert stream.read() == data
 
 
+def test_read_without_a_size_gives_every_byte_from_a_trickling_source():
+    data = bytes(range(256)) * 64
+    stream = forward_only(Trickle(data))
+    assert stream.read(3) == data[:3]
+    assert stream.read() == data[3:]
+
+
 def test_closing_the_stream_closes_its_source():
     source = Trickle(b"abc")
     forward_only(source).close()
