@@ -61,6 +61,12 @@ def test_a_celery_worker_reads_a_whole_stream_as_the_source_bytes(server, origin
     assert status == 200 and body == source.sent
 
 
+def test_a_celery_processor_can_relay_the_stream_as_it_reads_it(server, origin):
+    source = origin.stream("/relayed", 3 << 20)
+    status, _, body = server.post("s/relay", url=origin.url("/relayed"), timeout=15)
+    assert status == 200 and body == source.sent
+
+
 def test_a_body_reaches_a_celery_processor_as_a_forward_only_stream(server):
     status, _, body = server.post("s/head/5", b"hello body", timeout=15)
     assert status == 200

@@ -72,6 +72,13 @@ def test_a_stream_read_to_its_end_gives_the_source_bytes(server, origin):
     assert status == 200 and body == source.sent
 
 
+def test_a_streamed_answer_can_relay_the_stream_as_it_reads_it(server, origin):
+    source = origin.stream("/relayed", 8 << 20)
+    status, headers, body = server.post("s/relay", url=origin.url("/relayed"))
+    assert status == 200 and body == source.sent
+    assert headers.get("Transfer-Encoding") == "chunked"
+
+
 def test_readinto_a_chunk_at_a_time_reads_every_byte(server, origin):
     source = origin.stream("/digest", 5 << 20)
     status, _, body = server.post("s/digest", url=origin.url("/digest"))

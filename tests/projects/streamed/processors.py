@@ -85,3 +85,13 @@ class Keeper(Processor):
         if req.args.get("fail"):
             raise BadRequest("failed after reading")
         return "kept"
+
+
+class Relay(Processor):
+    """Answers a stream that reads its input as it is sent: source in, answer out, never whole."""
+
+    route = r"relay"
+    prefetch = False
+
+    def process(self, req):
+        return iter(lambda: req.buffer.read(64 << 10), b""), "application/octet-stream"
