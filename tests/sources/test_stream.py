@@ -151,6 +151,12 @@ def test_an_unreachable_origin_is_a_502_naming_its_host(server):
     assert status == 502 and "127.0.0.1" in error_of(body)
 
 
+def test_an_origin_that_breaks_off_mid_stream_is_a_502(server, origin):
+    origin.serve("/cut", b"x" * (100 << 10), headers={"Content-Length": str(1 << 20)}, framing="close")
+    status, _, body = server.post("s/digest", url=origin.url("/cut"))
+    assert status == 502 and "broke off" in error_of(body), body
+
+
 def test_an_origin_slow_to_answer_is_a_504_after_the_fetch_timeout(server, origin):
     origin.serve("/slow", b"late", delay=5)
     began = time.monotonic()

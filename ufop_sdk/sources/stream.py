@@ -88,6 +88,11 @@ class SourceStream(io.RawIOBase):
             except (OSError, http.client.HTTPException, zlib.error) as exc:
                 raise SourceError(f"the source broke off after {self.received} bytes: "
                                   f"{exc or type(exc).__name__}") from None
+        if not count and self.response.length:
+            # http.client counts down what the Content-Length announced, but its readinto ends a
+            # body cut short as if it were whole (only its read() raises IncompleteRead).
+            raise SourceError(f"the source broke off after {self.received} bytes, "
+                              f"{self.response.length} bytes short of its Content-Length")
         self.received += count
         if self.received > self.max_bytes:
             raise PayloadTooLarge(f"the source is over the limit of {self.max_bytes} bytes")
