@@ -56,14 +56,16 @@ class Route:
     accepts: tuple
     timeout: float
     max_cmd_bytes: int = 4096
+    prefetch: bool = True
 
     @property
     def name(self):
         return self.processor.__qualname__
 
     def __repr__(self):
+        streamed = "" if self.prefetch else ", prefetch=False"
         return (f"Route({self.name}, {self.pattern.pattern!r}, accepts={self.accepts!r}, "
-                f"timeout={self.timeout!r})")
+                f"timeout={self.timeout!r}{streamed})")
 
 
 @attrs.frozen
@@ -174,7 +176,10 @@ def compile_route(cls, default_timeout):
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ProjectError(f"processor {name}: max_cmd_bytes must be a positive number of bytes, "
                            f"got {limit!r}")
-    return Route(cls, pattern, tuple(accepts), float(timeout), limit)
+    prefetch = getattr(cls, "prefetch", True)
+    if not isinstance(prefetch, bool):
+        raise ProjectError(f"processor {name}: prefetch must be True or False, got {prefetch!r}")
+    return Route(cls, pattern, tuple(accepts), float(timeout), max_cmd_bytes=limit, prefetch=prefetch)
 
 
 def _warn_on_duplicates(routes):
