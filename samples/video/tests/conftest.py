@@ -17,11 +17,14 @@ def make_media(folder, name, *sources_and_options):
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
-    """{"clip": a 4 s 320x240 H.264 and AAC MP4, "sound": a 4 s WAV, "silent": a 4 s video-only WebM}."""
+    """{"clip": a 4 s 320x240 H.264 and AAC MP4, "sound": a 4 s WAV, "silent": a 4 s video-only WebM,
+    "long": a 10 s 640x360 MP4 (2 MiB), slow to make 4K}."""
     folder = tmp_path_factory.mktemp("media")
     return {
         "clip": make_media(folder, "clip.mp4", *VIDEO, *AUDIO, "-c:v", "libx264", "-preset", "ultrafast",
                            "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"),
         "sound": make_media(folder, "sound.wav", *AUDIO),
         "silent": make_media(folder, "silent.webm", *VIDEO, "-c:v", "libvpx", "-deadline", "realtime"),
+        "long": make_media(folder, "long.mp4", "-f", "lavfi", "-i", "testsrc2=size=640x360:duration=10",
+                           "-c:v", "libx264", "-preset", "ultrafast"),
     }

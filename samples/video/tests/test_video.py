@@ -5,7 +5,10 @@
 """
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,26 @@ def test_a_broken_video_is_400_with_ffmpegs_complaint(media, cmd, tool):
     response = run(cmd, media["clip"].read_bytes()[:3000], project=PROJECT)  # its index is at the end
     assert (response.status, error(response)) == (400, f"{tool}: the input: Invalid data found when "
                                                        "processing input")
+
+
+def test_ffmpeg_past_the_processors_timeout_is_killed_and_answers_504(media, tmp_path):
+    # `ufop-sdk test` runs the processor in its own process, with no pool to kill anything at the
+    # timeout: the processor's own bound on ffmpeg is all there is. Its outputs go under the spool
+    # folder, which marks its ffmpeg among the machine's processes.
+    environment = {**os.environ, "VIDEO_TIMEOUT": "2", "UFOP_SPOOL_DIR": str(tmp_path)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "ufop_sdk", "test", str(media["long"]),
+                           "avthumb/webm/s/3840x2160", "--project", str(PROJECT)],
+                          env=environment, capture_output=True, timeout=120)
+    took = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(b'504 {"error": "ffmpeg ran past 1.8s of the processor\'s timeout of 2s"')
+    assert took < 20  # making it 4K takes minutes
+    assert ffmpeg_running_under(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []  # req.workdir removed
+
+
+def ffmpeg_running_under(folder):
+    """The command lines of the ffmpeg processes running now that mention `folder`."""
+    found = subprocess.run(["pgrep", "-a", "-f", f"^ffmpeg .*{folder}/"], capture_output=True, text=True)
+    return found.stdout.splitlines()
