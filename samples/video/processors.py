@@ -7,7 +7,9 @@
 ``avinfo`` answers ffprobe's JSON (``streams`` and ``format``); ``vframe/<jpg|png>/offset/<seconds>
 [/w/<width>][/h/<height>]`` one frame (one of w and h keeps the aspect ratio); ``avthumb/<mp4|webm>
 [/s/<W>x<H>][/vb/<bitrate>][/r/<fps>][/an/1]`` a transcoded file. Input that is not audio or video
-is 415; ffmpeg's own complaint about it is a 400.
+is 415; ffmpeg's own complaint about it is a 400. ``VIDEO_TIMEOUT`` (seconds, default 600) is each
+processor's timeout; ffmpeg is killed a little before it (a tenth, at most 1 s), so that the
+processor answers the 504 itself.
 """
 
 import json
@@ -22,7 +24,10 @@ from ufop_sdk import BadRequest, ProcessingTimeout, Processor, choice, integer, 
 
 MEDIA = ("video/*", "audio/*", "application/ogg")
 TIMEOUT = float(os.environ.get("VIDEO_TIMEOUT", 600))
-FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error")
+# Only local files: a playlist inside an upload (an HLS one hidden in an AVI) must not make ffmpeg
+# fetch URLs this machine can reach, around the SSRF guard the input itself went through.
+PROTOCOLS = ("-protocol_whitelist", "file")
+FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *PROTOCOLS)
 MAX_SIDE = 3840
 IMAGE_CODECS = {"jpg": ("mjpeg", "-q:v", "2"), "png": ("png",)}
 VIDEO_FORMATS = {
@@ -32,6 +37,7 @@ VIDEO_FORMATS = {
     "webm": ("-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libvorbis"),
 }
 WEBM_DEFAULT_BITRATE = "1M"  # libvpx's own default (256k) blurs anything moving
+INPUT = object()  # stands for the input's path in the command lines given to run_tool
 
 
 class MediaProcessor(Processor):
@@ -40,8 +46,8 @@ class MediaProcessor(Processor):
     accepts = MEDIA
     timeout = TIMEOUT
 
-    def run_tool(self, req, *arguments):
-        """Run ffmpeg or ffprobe with `arguments`, in which INPUT stands for the input's path.
+    def run_tool(self, req, command):
+        """Run `command` (ffmpeg's or ffprobe's, with INPUT standing for the input's path).
 
         Returns its stdout. Raises ProcessingTimeout once it has run past the processor's timeout
         less a margin, so the processor answers its own 504 and its worker lives on (the pool kills
@@ -50,7 +56,7 @@ class MediaProcessor(Processor):
         subprocess.run has killed and reaped the child before this returns.
         """
         source, descriptors = input_path(req)
-        command = [source if argument is INPUT else argument for argument in arguments]
+        command = [source if argument is INPUT else argument for argument in command]
         budget = self.timeout - min(1.0, self.timeout / 10)
         try:
             done = subprocess.run(command, capture_output=True, timeout=budget, pass_fds=descriptors)
@@ -61,9 +67,6 @@ class MediaProcessor(Processor):
             hidden = {source: "the input", f"{req.workdir}/": ""}  # this machine's paths
             raise ToolFailed(command[0], done.stderr.decode(errors="replace"), hidden)
         return done.stdout
-
-
-INPUT = object()  # stands for the input's path in run_tool's arguments
 
 
 def input_path(req):
@@ -100,11 +103,15 @@ class AvInfo(MediaProcessor):
     route = r"avinfo"
 
     def process(self, req):
-        report = json.loads(self.run_tool(req, "ffprobe", "-v", "error", "-print_format", "json",
-                                          "-show_streams", "-show_format", INPUT))
+        report = json.loads(self.run_tool(req, avinfo_command(INPUT)))
         described = report.get("format", {})
         described.pop("filename", None)  # this machine's path to the input
         return {"streams": report.get("streams", []), "format": described}
+
+
+def avinfo_command(source):
+    return ["ffprobe", "-v", "error", *PROTOCOLS, "-print_format", "json", "-show_streams", "-show_format",
+            source]
 
 
 def seconds(default=attrs.NOTHING):
@@ -141,11 +148,8 @@ class VFrame(MediaProcessor):
     def process(self, req):
         args, options = req.args, req.args.options
         output = req.workdir / f"frame.{args.format}"
-        scale = ["-vf", f"scale={options.w or -1}:{options.h or -1}"] if options.w or options.h else []
         try:
-            self.run_tool(req, *FFMPEG, "-ss", f"{options.offset}", "-i", INPUT, "-map", "0:v:0",
-                          "-frames:v", "1", *scale, "-c:v", *IMAGE_CODECS[args.format], "-f", "image2",
-                          "-update", "1", "-y", str(output))
+            self.run_tool(req, vframe_command(args.format, options, INPUT, output))
         except ToolFailed as exc:
             if "matches no streams" in exc.stderr:
                 raise BadRequest("the input has no video stream") from None
@@ -153,6 +157,13 @@ class VFrame(MediaProcessor):
         if not output.exists() or not output.stat().st_size:
             raise BadRequest(f"offset {options.offset:g}s is past the end of the input")
         return output, "image/jpeg" if args.format == "jpg" else "image/png"
+
+
+def vframe_command(format, options, source, output):
+    """ffmpeg's command line for ``vframe/<format>`` with `options` (FrameOptions)."""
+    scale = ["-vf", f"scale={options.w or -1}:{options.h or -1}"] if options.w or options.h else []
+    return [*FFMPEG, "-ss", f"{options.offset}", "-i", source, "-map", "0:v:0", "-frames:v", "1", *scale,
+            "-c:v", *IMAGE_CODECS[format], "-f", "image2", "-update", "1", "-y", str(output)]
 
 
 def frame_size(value):
@@ -192,14 +203,17 @@ class AvThumb(MediaProcessor):
     def process(self, req):
         args = req.args
         output = req.workdir / f"out.{args.format}"
-        self.run_tool(req, *FFMPEG, "-i", INPUT, "-map", "0:v:0?", "-map", "0:a:0?",
-                      *VIDEO_FORMATS[args.format], *transcode_options(args.format, args.options),
-                      "-f", args.format, "-y", str(output))
+        self.run_tool(req, avthumb_command(args.format, args.options, INPUT, output))
         return output, f"video/{args.format}"
 
 
+def avthumb_command(format, options, source, output):
+    """ffmpeg's command line for ``avthumb/<format>`` with `options` (TranscodeOptions)."""
+    return [*FFMPEG, "-i", source, "-map", "0:v:0?", "-map", "0:a:0?", *VIDEO_FORMATS[format],
+            *transcode_options(format, options), "-f", format, "-y", str(output)]
+
+
 def transcode_options(format, options):
-    """ffmpeg's options for avthumb's /s, /vb, /r and /an."""
     chosen = []
     if options.s:
         chosen += ["-vf", "scale={}:{}".format(*options.s)]
