@@ -25,7 +25,8 @@ from ufop_sdk import BadRequest, ProcessingTimeout, Processor, choice, integer, 
 MEDIA = ("video/*", "audio/*", "application/ogg")
 TIMEOUT = float(os.environ.get("VIDEO_TIMEOUT", 600))
 # Only local files: a playlist inside an upload (an HLS one hidden in an AVI) must not make ffmpeg
-# fetch URLs this machine can reach, around the SSRF guard the input itself went through.
+# fetch URLs this machine can reach, around the SSRF guard the input itself went through. ffmpeg
+# allows what a local file names file, crypto and data already; said here, it holds whatever the build.
 PROTOCOLS = ("-protocol_whitelist", "file")
 FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *PROTOCOLS)
 MAX_SIDE = 3840

@@ -5,13 +5,14 @@ memory (the processor writes it to req.workdir for ffmpeg); the 2 MiB one is spo
 and handed over as a file, which ffmpeg opens through its descriptor.
 """
 
+import importlib.util
 import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support import SAMPLES, Server
+from support import SAMPLES, Origin, Server
 
 VIDEO = SAMPLES / "video"
 SOURCES = {"clip": "testsrc=size=320x240:rate=25:duration=4", "long": "testsrc2=size=640x360:duration=10"}
@@ -129,3 +130,32 @@ def test_a_transcode_past_the_timeout_is_504_and_leaves_no_ffmpeg(media, tmp_pat
         server.wait_until(lambda: not list(spool.glob("ufop-work-*")), 5, "req.workdir to be removed")
         status, _, body = server.post("video/avinfo", media["clip"])
         assert status == 200, body  # and the server goes on
+
+
+def load_sample():
+    spec = importlib.util.spec_from_file_location("video_processors", VIDEO / "processors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("build", ["avinfo", "vframe", "avthumb"])
+def test_the_samples_ffmpeg_fetches_no_url_a_playlist_names(media, tmp_path, build):
+    # libmagic calls a bare playlist text (415), but one hidden in a container (an AVI's GAB2
+    # subtitles) reaches ffmpeg's HLS demuxer: whatever its build's defaults, the sample's command
+    # lines let ffmpeg open local files only.
+    sample = load_sample()
+    with Origin() as origin:
+        origin.serve("/segment.ts", media["clip"])
+        playlist = tmp_path / "list.m3u8"
+        playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\n{origin.url('/segment.ts')}\n"
+                            "#EXT-X-ENDLIST\n")
+        command = {"avinfo": lambda: sample.avinfo_command(str(playlist)),
+                   "vframe": lambda: sample.vframe_command("jpg", sample.FrameOptions(offset="1"),
+                                                           str(playlist), tmp_path / "frame.jpg"),
+                   "avthumb": lambda: sample.avthumb_command("mp4", sample.TranscodeOptions(), str(playlist),
+                                                             tmp_path / "out.mp4")}[build]()
+        done = subprocess.run(command, capture_output=True, timeout=60)
+        assert done.returncode != 0
+        assert b"not on whitelist" in done.stderr
+        assert origin.requests == []
