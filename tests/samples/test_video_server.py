@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from redis_support import Worker
 from support import SAMPLES, Origin, Server
 
 VIDEO = SAMPLES / "video"
@@ -112,24 +113,50 @@ def ffmpeg_running_under(folder):
     return found.stdout.splitlines()
 
 
-def test_a_transcode_past_the_timeout_is_504_and_leaves_no_ffmpeg(media, tmp_path):
-    # req.workdir, where ffmpeg writes, is under UFOP_SPOOL_DIR: the folder marks this server's ffmpeg.
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    with Server(VIDEO, env={"VIDEO_TIMEOUT": "2", "UFOP_SPOOL_DIR": str(spool)}, workers=1) as server, \
-            ThreadPoolExecutor(1) as pool:
+def assert_a_long_transcode_is_504_leaving_no_ffmpeg(server, media, spool):
+    """Post a transcode that takes minutes to `server` (its VIDEO_TIMEOUT 2 or 3 s; req.workdir, where
+    ffmpeg writes, under `spool`, which so marks its ffmpeg): a 504 in seconds, nothing left behind."""
+    with ThreadPoolExecutor(1) as pool:
         started = time.monotonic()
-        answer = pool.submit(server.post, "video/avthumb/webm/s/3840x2160", media["long"])  # minutes of work
+        answer = pool.submit(server.post, "video/avthumb/webm/s/3840x2160", media["long"])
         server.wait_until(lambda: ffmpeg_running_under(spool), 10, "ffmpeg to start")
         status, _, body = answer.result(timeout=60)
         took = time.monotonic() - started
-        assert status == 504, body
-        assert "ran past" in json.loads(body)["error"]
-        assert 1.5 < took < 10
-        assert ffmpeg_running_under(spool) == []
-        server.wait_until(lambda: not list(spool.glob("ufop-work-*")), 5, "req.workdir to be removed")
-        status, _, body = server.post("video/avinfo", media["clip"])
-        assert status == 200, body  # and the server goes on
+    assert status == 504, body
+    assert "ran past" in json.loads(body)["error"]
+    assert 1.5 < took < 10
+    assert ffmpeg_running_under(spool) == []
+    server.wait_until(lambda: not list(spool.glob("ufop-work-*")), 5, "req.workdir to be removed")
+    status, _, body = server.post("video/avinfo", media["clip"])
+    assert status == 200, body  # and the server goes on
+
+
+def test_a_transcode_past_the_timeout_is_504_and_leaves_no_ffmpeg(media, tmp_path):
+    with Server(VIDEO, env={"VIDEO_TIMEOUT": "2", "UFOP_SPOOL_DIR": str(tmp_path)}, workers=1) as server:
+        assert_a_long_transcode_is_504_leaving_no_ffmpeg(server, media, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def celery_server(redis_server, tmp_path_factory):
+    """``ufop-sdk serve`` of the sample in Celery mode and one ``ufop-sdk worker``; VIDEO_TIMEOUT 3 s."""
+    spool = tmp_path_factory.mktemp("celery-spool")
+    settings = {"VIDEO_TIMEOUT": "3", "UFOP_SPOOL_DIR": str(spool)}
+    with Worker(VIDEO, redis_server.url(0), env=settings), \
+            Server(VIDEO, env={**settings, "UFOP_BROKER_URL": redis_server.url(0)}) as server:
+        server.spool = spool
+        yield server
+
+
+@pytest.mark.parametrize("cmd, content_type", [("vframe/png/offset/1/w/160", "image/png"),
+                                               ("avthumb/mp4/s/160x120", "video/mp4")])
+def test_in_celery_mode_vframe_and_avthumb_answer_files(celery_server, media, cmd, content_type):
+    status, headers, body = celery_server.post(f"video/{cmd}", media["clip"])
+    assert (status, headers["Content-Type"]) == (200, content_type), body[:300]
+    assert probe(body)["streams"][0]["width"] == 160
+
+
+def test_in_celery_mode_a_transcode_past_the_timeout_is_504_and_leaves_no_ffmpeg(celery_server, media):
+    assert_a_long_transcode_is_504_leaving_no_ffmpeg(celery_server, media, celery_server.spool)
 
 
 def load_sample():
