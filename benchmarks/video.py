@@ -7,19 +7,20 @@ Makes a 10 s 640x360 H.264 and AAC clip (about 2 MiB) with ffmpeg's lavfi source
 samples/video with one worker. Each cmd is timed as a client sees it (POST the clip, read the whole
 answer) and against the very command line the sample builds (its own builder functions), run by hand
 on the same file with its output in a temporary folder; the two alternate, one at a time. Prints a
-Markdown table of the medians.
+Markdown table of the medians; the overhead and the ratio are the medians of each round's own.
 """
 
 import argparse
 import http.client
 import importlib.util
+import os
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from run import HERE, free_port, serve
+from run import HERE, free_port, paired, serve
 
 VIDEO = HERE.parent / "samples" / "video"
 CLIP = ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=10", "-f", "lavfi", "-i",
@@ -84,7 +85,7 @@ def measure(rounds):
                 for _ in range(rounds):
                     hand.append(by_hand(command))
                     ours.append(served(port, cmd, body))
-                rows.append((cmd, statistics.median(hand), statistics.median(ours)))
+                rows.append((cmd, hand, ours))
         return rows, len(body)
 
 
@@ -92,14 +93,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
     options = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rows, size = measure(options.rounds)
     print(f"samples/video on a 10 s 640x360 H.264/AAC clip ({size / 2**20:.1f} MiB) posted as the body; "
-          f"medians of {options.rounds} alternating runs\n")
+          f"medians of {options.rounds} alternating runs; load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after\n")
     print("| cmd | ffmpeg by hand (ms) | through `serve` (ms) | overhead (ms) | ratio |")
     print("|---|---|---|---|---|")
     for cmd, hand, ours in rows:
-        print(f"| `{cmd}` | {hand * 1000:.0f} | {ours * 1000:.0f} | {(ours - hand) * 1000:+.0f} "
-              f"| {ours / hand:.2f}x |")
+        # overhead and ratio: the medians of each round's own (its two runs were back to back)
+        overhead = statistics.median(b - a for a, b in zip(hand, ours, strict=True))
+        print(f"| `{cmd}` | {statistics.median(hand) * 1000:.0f} | {statistics.median(ours) * 1000:.0f} "
+              f"| {overhead * 1000:+.0f} | {paired(ours, hand):.2f}x |")
 
 
 if __name__ == "__main__":
