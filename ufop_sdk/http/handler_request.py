@@ -5,6 +5,7 @@ RequestHandler: the request is routed when its headers arrive, the body
 streams into a Spool as it arrives, and the answer is written in one call.
 """
 
+import asyncio
 import enum
 import logging
 import time
@@ -12,12 +13,15 @@ import traceback
 from urllib.parse import parse_qsl
 
 from tornado.concurrent import future_add_done_callback
+from tornado.iostream import StreamClosedError
 
+from ..app.bodies import AnswerCut, close_body
 from ..errors import BadRequest, Overloaded, PayloadTooLarge, UfopError
 from ..sources.spool import Spool
 from .cuts import cut_off_status
 from .replies import RefusableRequest, write_response
 from .state import spooled_input
+from .streamed import write_streamed
 
 log = logging.getLogger("ufop_sdk.server")
 
@@ -81,7 +85,7 @@ class HandlerRequest(RefusableRequest):
         self.began = time.monotonic()
         self.timings = {}
         self.request_id = self.cmd = self.processor = None
-        self.url = self.match = self.body = self.reply = None
+        self.url = self.match = self.body = self.reply = self.streaming = None
         self.status = None  # of the answer written
         self.bytes_out = 0
         server.started()
@@ -172,8 +176,6 @@ class HandlerRequest(RefusableRequest):
 
     def _replied(self, future):
         self._close_body()
-        if self.stage is Stage.RECORDED:  # the client went away while we worked
-            return
         error = UfopError("the request was cancelled", 503) if future.cancelled() else future.exception()
         self._answer(error, None if error else future.result())
 
@@ -183,9 +185,14 @@ class HandlerRequest(RefusableRequest):
         """Send `reply`, or the JSON of `error`; the outcome is recorded once the answer is written."""
         response = self._response_for(error, reply)
         if self.stage is Stage.RECORDED:  # the client went away while we worked
+            close_body(response.body)  # a file closed, a stream cancelled
             return
         self.stage = Stage.WRITING
         self.dispatcher.writing(self.server_conn)
+        if not isinstance(response.body, bytes):
+            # Held here, as the connection holds this request: asyncio keeps only weak references to tasks.
+            self.streaming = asyncio.ensure_future(self._stream(response))
+            return
         try:
             written = self._write(response)
         except ValueError:  # a header Tornado refuses (not latin-1, or CR/LF): nothing was written
@@ -213,6 +220,39 @@ class HandlerRequest(RefusableRequest):
         self.status = response.status
         self.bytes_out = 0 if response.status in (204, 304) else len(response.body)
         return write_response(self.connection, response, self.request_id, self.server.stopping)
+
+    async def _stream(self, response):
+        """Send a file or streamed answer as its client takes it (streamed.py); a cut-off one is
+        logged, its connection closed, and recorded as a 500."""
+        self.status = response.status
+        try:
+            await write_streamed(self.connection, response, self.request_id, self.server.stopping,
+                                 self.server.settings.max_output_bytes, self._taken)
+            self.connection.finish()
+        except ValueError:  # a header Tornado refuses: nothing was written
+            log.exception("request %s: cannot send the answer", self.request_id)
+            error = UfopError(f"processor {self.processor!r} answered a header that cannot be sent")
+            future_add_done_callback(self._write(self.server.error_response(error, self.request_id)),
+                                     self._written)
+            self.connection.finish()
+            return
+        except AnswerCut as exc:
+            log.error("request %s: the answer was cut off after %d bytes: %s", self.request_id,
+                      self.bytes_out, exc)
+            self.connection.close()
+            self._record(500)
+            return
+        except StreamClosedError:
+            self._record(cut_off_status(self.connection.stream))
+            return
+        finally:
+            close_body(response.body)
+        self._record(self.status)
+
+    def _taken(self, nbytes):
+        """The client took `nbytes` more of a streamed answer: its write deadline starts again."""
+        self.bytes_out += nbytes
+        self.dispatcher.writing(self.server_conn)
 
     def _written(self, future):
         """The answer has been handed to the kernel, or its connection closed first."""

@@ -17,20 +17,23 @@ def write_response(connection, response, request_id, closing=False):
     Raises ValueError, having written nothing, for a header Tornado cannot send.
     `closing` adds ``Connection: close`` (the server is stopping).
     """
+    body = b"" if response.status in (204, 304) else response.body
+    return connection.write_headers(*response_head(response, request_id, closing, len(body)), body)
+
+
+def response_head(response, request_id, closing, length):
+    """The start line and headers of `response`; `length` None sends the body chunked."""
     headers = HTTPHeaders(response.headers)
     headers["X-Request-Id"] = request_id
     headers["Date"] = _http_date()
-    body = response.body
-    if response.status in (204, 304):
-        body = b""
-    else:
-        headers["Content-Length"] = str(len(body))
+    if length is not None and response.status not in (204, 304):
+        headers["Content-Length"] = str(length)
     if response.content_type:
         headers["Content-Type"] = response.content_type
     if closing:
         headers["Connection"] = "close"
     reason = httputil.responses.get(response.status, "Unknown")
-    return connection.write_headers(ResponseStartLine("HTTP/1.1", response.status, reason), headers, body)
+    return ResponseStartLine("HTTP/1.1", response.status, reason), headers
 
 
 class RefusableRequest(httputil.HTTPMessageDelegate):

@@ -114,6 +114,8 @@ class LocalPool(Executor):
         if entry.job is None:  # a health check
             self._settle(entry, header)
             return
+        if entry.future.done() and not isinstance(body, bytes):
+            body.close()  # its client left: a file is closed, a stream cancelled
         queued, ran = entry.started - entry.queued, time.monotonic() - entry.started
         self._settle(entry, Reply.from_wire(header, body, queued, ran))  # by position: the hot path
 

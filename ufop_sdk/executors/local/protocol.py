@@ -70,9 +70,12 @@ class FrameReceiver:
         self.readable = select.poll()
         self.readable.register(sock, select.POLLIN)
 
-    def next(self):
-        """The next frame as (header, body, fd or None), or None at end-of-file."""
+    def next(self, block=True):
+        """The next frame as (header, body, fd or None), or None at end-of-file (or, unless `block`,
+        when no frame's header is in yet)."""
         while (lengths := self._lengths()) is None:
+            if not block and not self.readable.poll(0):
+                return None
             data = self._receive(READ_SIZE)
             if not data:
                 return None

@@ -91,6 +91,10 @@ class Supervisor:
 
     def entry_answered(self, worker, entry, header, body):
         self.scheduler.answered(entry, header, body)
+        if not worker.busy:  # else it streams the answer, and is free at its end
+            self.worker_free(worker)
+
+    def worker_free(self, worker):
         if worker.generation != self.generation:
             self._retire(worker)
         self.scheduler.dispatch()

@@ -19,7 +19,9 @@ import subprocess
 import threading
 import time
 
+from ...app.bodies import FileBody
 from . import descendants, protocol
+from .streams import WorkerStream
 
 SEND_BUFFER = 4 << 20
 INITIAL_BUFFER = 64 << 10
@@ -72,11 +74,14 @@ class WorkerProcess:
         self.lost = False
         self.setup_failures = {}
         self.transport = None
+        self.fds_socket = None  # where the worker sends file answers' descriptors
+        self.stream = None  # the WorkerStream of the answer it is streaming
         self._pidfd = None
 
     @classmethod
     async def start(cls, command, generation, supervisor):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds_parent, fds_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Room for a whole in-memory input in the socket, so sending it takes one
         # call and no copy in this process (the kernel caps it at wmem_max).
         parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -87,16 +92,21 @@ class WorkerProcess:
         # asyncio's watchers reap at once, and the group must be killed before the pid is reaped
         # (_exited), while it still names this worker; the watcher API is deprecated in 3.12.
         # billiard's pool forks this process (its loop, threads, sockets) or spawns with pickled
-        # arguments; a worker here is a fresh interpreter that loads the project itself, handed one socket.
+        # arguments; a worker here is a fresh interpreter that loads the project itself, handed its sockets.
         try:
-            process = subprocess.Popen([*command, "--fd", str(child.fileno())], pass_fds=[child.fileno()],
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                [*command, "--fd", str(child.fileno()), "--fds-fd", str(fds_child.fileno())],
+                pass_fds=[child.fileno(), fds_child.fileno()], start_new_session=True)
         except BaseException:
             parent.close()
+            fds_parent.close()
             raise
         finally:
             child.close()
+            fds_child.close()
         worker = cls(process, parent, generation, supervisor)
+        fds_parent.setblocking(False)
+        worker.fds_socket = fds_parent
         worker._watch_exit()
         worker.transport, _ = await asyncio.get_running_loop().create_unix_connection(
             lambda: FrameReader(worker), sock=parent)
@@ -156,12 +166,47 @@ class WorkerProcess:
             self.ready.set_result(header)
             return
         entry = self.running
-        if header["op"] == "checking":
+        op = header["op"]
+        if op == "chunk":
+            self.restart_clock()
+            self.stream.chunk(body)
+        elif op == "end":
+            self.stream.end(header["error"])
+            self.stream = None
+            self._free()
+            self.supervisor.worker_free(self)
+        elif op == "checking":
             entry.checking = header["processor"]
-            return
+        elif "stream" in header:  # a streamed answer: the worker stays busy until its end
+            body = self.stream = WorkerStream(self, header["stream"]["length"])
+            self.restart_clock()
+            self.supervisor.entry_answered(self, entry, header, body)
+        else:
+            if "file" in header:
+                body = self._file_answer(header["file"])
+            self._free()
+            self.supervisor.entry_answered(self, entry, header, body)
+
+    def _file_answer(self, place):
+        """The file whose descriptor the worker sent on its second socket just before this frame."""
+        _, fds, _, _ = socket.recv_fds(self.fds_socket, 1, 1, socket.MSG_CMSG_CLOEXEC)
+        file = os.fdopen(fds[0], "rb")
+        file.seek(place["offset"])
+        return FileBody(file, place["length"])
+
+    def _free(self):
         self.running = None
         self.deadline = None
-        self.supervisor.entry_answered(self, entry, header, body)
+
+    def tell(self, header):
+        """Send the worker a frame of the server's own (a stream's ``more`` or ``cancel``)."""
+        if not self.lost and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(protocol.encode(header))
+
+    def restart_clock(self):
+        """The running job's timeout counts again from now (a stream made progress)."""
+        if self.running is not None:
+            self.deadline = time.monotonic() + self.running.timeout
 
     def connection_lost(self):
         self.lost = True
@@ -169,6 +214,9 @@ class WorkerProcess:
             self.ready.set_exception(WorkerLost())
         entry, self.running = self.running, None
         self.deadline = None
+        if self.stream is not None:  # its entry was answered: the stream fails, not the entry
+            self.stream.failed("the worker ran past its timeout" if self.timed_out else "the worker died")
+            self.stream, entry = None, None
         self.supervisor.worker_lost(self, entry)
 
     def kill(self):
@@ -187,6 +235,8 @@ class WorkerProcess:
         self.retired = True
         if self.transport is not None:
             self.transport.close()
+        if self.fds_socket is not None:
+            self.fds_socket.close()
 
     def _watch_exit(self):
         """Call `_exited` once the process has exited (not yet reaped, so its pid stays its own)."""

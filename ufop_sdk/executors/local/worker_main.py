@@ -27,6 +27,7 @@ from ...app.settings import Settings
 from ...sources.blocking import BlockingFetcher
 from ...sources.networks import DEFAULT_BLOCKED_NETWORKS
 from . import protocol
+from .answers import send_answer
 from .descendants import track_descendants
 
 
@@ -39,6 +40,10 @@ def main(argv=None):
     # the server's socket open after this process is gone.
     os.set_inheritable(options.fd, False)
     sock = socket.socket(fileno=options.fd)
+    fds_sock = None
+    if options.fds_fd is not None:
+        os.set_inheritable(options.fds_fd, False)
+        fds_sock = socket.socket(fileno=options.fds_fd)
     descendants = track_descendants()
     try:
         settings = Settings.load(options.project, app=options.app, timeout=options.timeout)
@@ -55,7 +60,7 @@ def main(argv=None):
         descendants.keep_current()  # helpers that setup() started live as long as this worker
         settle_garbage_collector()  # models and fonts that setup() loaded stay put
         protocol.send(sock, {"op": "ready", "setup_failures": failures, "pid": os.getpid()})
-        serve(sock, runner, descendants)
+        serve(sock, runner, descendants, fds_sock)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server went away: nothing is waiting for an answer
     finally:
@@ -63,24 +68,20 @@ def main(argv=None):
     return 0
 
 
-def serve(sock, runner, descendants):
+def serve(sock, runner, descendants, fds_sock=None):
     frames = protocol.FrameReceiver(sock)
     while True:
         frame = frames.next()
         if frame is None:
             return
         header, body, fd = frame
-        if header["op"] == "health":
+        op = header["op"]
+        if op == "health":
             _health(sock, runner)
-        else:
-            job = Job.from_wire(header)
-            token = REQUEST_ID.set(job.request_id)
-            try:
-                response = _run(runner, job, body, fd)
-                descendants.kill_new()  # before the answer: once it is in, nothing the job started runs
-            finally:
-                REQUEST_ID.reset(token)
-            protocol.send(sock, protocol.reply_header(response), response.body)
+        elif op == "run":
+            _job(sock, frames, fds_sock, runner, descendants, Job.from_wire(header), body, fd)
+        elif op not in ("more", "cancel"):  # those two crossed their stream's `end`: nothing waits for them
+            raise ValueError(f"a frame of an unknown kind: {op!r}")
 
 
 def _health(sock, runner):
@@ -90,14 +91,31 @@ def _health(sock, runner):
     protocol.send(sock, {"op": "health", "problems": problems})
 
 
-def _run(runner, job, body, fd):
-    with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
-        return runner.process_job(job, buffer).kept_whole()
+def _job(sock, frames, fds_sock, runner, descendants, job, body, fd):
+    """Run `job` and send its answer; its input, files and workdir are released once it is sent
+    (a stream may read its input as it goes)."""
+    token = REQUEST_ID.set(job.request_id)
+    try:
+        with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
+            outcome = runner.process_job(job, buffer)
+            try:
+                whole = isinstance(outcome.response.body, bytes)
+                if whole:
+                    descendants.kill_new()  # before the answer: once it is in, nothing the job started runs
+                send_answer(sock, frames, fds_sock, outcome.response, runner.max_output_bytes)
+            finally:
+                outcome.close()
+                if not whole:
+                    descendants.kill_new()  # a file or stream may need what the job started until sent
+    finally:
+        REQUEST_ID.reset(token)
 
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="ufop_sdk.executors.local.worker_main")
     parser.add_argument("--fd", type=int, required=True)
+    # where file answers' descriptors go; without it a file is sent as a stream
+    parser.add_argument("--fds-fd", type=int)
     parser.add_argument("--project", required=True)
     parser.add_argument("--app", required=True)
     parser.add_argument("--timeout", type=float, required=True)

@@ -1,0 +1,14 @@
+"""The file-answer benchmark's processor: answers the file BENCH_FILE names, from disk."""
+
+import os
+from pathlib import Path
+
+from ufop_sdk import Processor
+
+
+class File(Processor):
+    route = r"file"
+    timeout = 600
+
+    def process(self, req):
+        return Path(os.environ["BENCH_FILE"]), "application/octet-stream"

@@ -1,0 +1,89 @@
+"""The worker's side of sending an answer: bytes in one frame, a file by its descriptor, a stream in chunks.
+
+A file answer's descriptor goes to the server on the worker's second socket
+(the server's reader of the first cannot take descriptors), just before
+the frame that announces it; the server then sends the file to its client
+itself, and nothing of it passes through this process.
+
+A streamed answer is a ``reply`` frame with ``"stream": true``, then one
+``chunk`` frame per piece and an ``end`` frame (with ``"error"`` when it
+was cut off). At most WINDOW bytes are unacknowledged: past that the
+worker waits for the server's ``more`` frame, sent as its client takes
+the chunks, so a slow client paces the producer. A ``cancel`` frame (the
+client left) stops it.
+"""
+
+import array
+import logging
+import socket
+
+from ...app.bodies import FileBody
+from . import protocol
+
+log = logging.getLogger("ufop_sdk.worker")
+
+WINDOW = 4 << 20
+
+
+class Cancelled(Exception):
+    """The server cancelled the stream: its client left."""
+
+
+def send_answer(sock, frames, fds_sock, response, limit):
+    """Send `response` (a Response) to the server; `frames` reads its ``more`` and ``cancel`` frames."""
+    body = response.body
+    header = protocol.reply_header(response)
+    if isinstance(body, bytes):
+        protocol.send(sock, header, body)
+    elif isinstance(body, FileBody) and fds_sock is not None:
+        _send_file(sock, fds_sock, header, body)
+    else:
+        _send_stream(sock, frames, header, body, limit)
+
+
+def _send_file(sock, fds_sock, header, body):
+    fd = body.file.fileno()
+    fds_sock.sendmsg([b"f"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+    header["file"] = {"offset": body.file.tell(), "length": body.length}
+    protocol.send(sock, header)
+
+
+def _send_stream(sock, frames, header, body, limit):
+    header["stream"] = {"length": getattr(body, "length", None)}
+    protocol.send(sock, header)
+    credit = WINDOW
+    sent = 0
+    error = None
+    try:
+        for chunk in body.chunks():
+            sent += len(chunk)
+            if sent > limit:
+                error = f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)"
+                break
+            credit = _wait_for_credit(frames, credit)
+            protocol.send(sock, {"op": "chunk"}, chunk)
+            credit -= len(chunk)
+    except Cancelled:
+        error = "cancelled: the client left"
+    except Exception as exc:  # noqa: BLE001 - the processor's iterator failed mid-answer
+        log.exception("the streamed answer failed after %d bytes", sent)
+        error = f"the streamed answer failed after {sent} bytes: {type(exc).__name__}: {exc}"
+    protocol.send(sock, {"op": "end", "error": error, "bytes": sent})
+
+
+def _wait_for_credit(frames, credit):
+    """`credit` plus what ``more`` frames gave; waits while it is spent. Raises Cancelled, and
+    BrokenPipeError when the server is gone.
+
+    (A ``more`` or ``cancel`` that crosses the ``end`` is read by the worker's loop, which skips it.)
+    """
+    while True:
+        frame = frames.next(block=credit <= 0)
+        if frame is None:
+            if credit <= 0:
+                raise BrokenPipeError("the server closed the socket")
+            return credit
+        header = frame[0]
+        if header["op"] == "cancel":
+            raise Cancelled()
+        credit += header["bytes"]
