@@ -212,6 +212,13 @@ def test_an_async_process_fetches_in_a_thread_while_its_loop_runs_on(one_worker)
     assert elapsed < 3.5, f"4 fetches of 1 s each took {elapsed:.1f}s (one after another: 4s)"
 
 
+def test_an_async_process_streaming_its_source_reads_its_head_as_a_body_or_a_url(one_worker):
+    with Origin() as origin:
+        origin.serve("/big.bin", b"0123456789" * 100_000)
+        assert one_worker.post("t/head/5", url=origin.url("/big.bin"))[::2] == (200, b"01234")
+    assert one_worker.post("t/head/3", b"abcdef")[::2] == (200, b"abc")
+
+
 def test_ufop_sdk_dev_serves_async_processors(markers):
     with Server(ASYNC, "--host", "127.0.0.1", command="dev", env={"MARKER_DIR": str(markers)},
                 workers=1) as server:

@@ -128,6 +128,17 @@ class Fetches(Processor):
         return fetched.file.read(), fetched.content_type
 
 
+class Head(Processor):
+    """Reads the first bytes of a source it streams (prefetch = False), in a thread: reading blocks."""
+
+    route = r"head/(?P<size>[0-9]+)"
+    prefetch = False
+    concurrency = 4
+
+    async def process(self, req):
+        return await asyncio.to_thread(req.buffer.read, int(req.args["size"])), "application/octet-stream"
+
+
 class Echo(Processor):
     """A plain processor beside the async ones."""
 
