@@ -129,10 +129,13 @@ class Supervisor:
     def worker_exited(self, worker, code):
         if not (worker.timed_out or worker.retired or self.closing):
             log.error("worker %s died (exit code %s); starting another", worker.pid, code)
-        # What its requests left in req.workdir (a worker killed at a timeout never removed it);
-        # in a thread, as a large folder takes a while.
-        self._background(asyncio.to_thread(shutil.rmtree, folder_of(self.spool_dir, worker.pid),
-                                           ignore_errors=True))
+        # What its requests left in req.workdir (a worker killed at a timeout never removed it): in a
+        # thread, as a large folder takes a while; here while stopping (the loop's threads may be gone).
+        folder = folder_of(self.spool_dir, worker.pid)
+        if self.closing:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            self._background(asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True))
 
     # Inside the supervisor
 
