@@ -1,5 +1,6 @@
 """The task every processor's Celery task runs: count the delivery, take the input (inline, by
-its claim-check key, or fetched), run the processor, push the answer to the sending server's reply list.
+its claim-check key, or fetched), run the processor, push the answer to the sending server's reply list
+(a file or streamed answer then follows in chunks: streams.py).
 
 An input or answer over UFOP_INLINE_BYTES travels by reference (a claim
 check): its bytes go under a Redis key with a TTL (names.py), the message
@@ -18,12 +19,13 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ...app.jobs import Job, Reply
-from ...app.runner import ProcessorRunner
+from ...app.runner import Outcome, ProcessorRunner
 from ...errors import ProcessingTimeout, SourceError, UfopError
 from ...response import error_response
 from ...sources.blocking import BlockingFetcher
 from ...sources.fetch import SourceFetcher, SourcePolicy
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, MAX_ATTEMPTS
+from .streams import CREDIT_MARGIN, send_stream, stream_fields
 
 
 def register_task(celery, route, names):
@@ -66,22 +68,26 @@ def run_message(celery, message):
     if attempts > MAX_ATTEMPTS:
         error = UfopError(f"the worker running processor {job.processor!r} died "
                           f"{MAX_ATTEMPTS} times on this request")
-        response = error_response(error, job.request_id)
+        outcome = Outcome(error_response(error, job.request_id))
     else:
-        response = _process(state["runner"], client, settings, job, message)
-    _send_reply(client, settings, state["names"], message, response, time.monotonic() - began)
+        outcome = _process(state["runner"], client, settings, job, message)
+    try:
+        _send_reply(client, settings, state["names"], message, outcome.response, time.monotonic() - began)
+    finally:
+        outcome.close()  # after the last chunk: the file or stream is closed, req.workdir removed
 
 
 def _process(runner, client, settings, job, message):
     try:
         buffer, declared = _open_input(client, settings, job, message)
     except UfopError as exc:
-        return error_response(exc, job.request_id)
+        return Outcome(error_response(exc, job.request_id))
     except SoftTimeLimitExceeded:  # while reading the input: answered, never silence
-        return error_response(ProcessingTimeout("the request's input took too long to read"), job.request_id)
+        error = ProcessingTimeout("the request's input took too long to read")
+        return Outcome(error_response(error, job.request_id))
     timeout = runner.app.routes.route_named(job.processor).timeout
     with buffer, _processor_clock(timeout if job.url else None):
-        return runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer).kept_whole()
+        return runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer)
 
 
 @contextlib.contextmanager
@@ -137,7 +143,9 @@ def _send_reply(client, settings, names, message, response, seconds):
     reply["id"] = message["reply_id"]
     reply["seconds"] = seconds
     pipeline = client.pipeline(transaction=False)
-    if len(response.body) > settings.inline_bytes:
+    if not isinstance(response.body, bytes):
+        reply["stream"] = stream_fields(names, message["reply_id"], response.body)
+    elif len(response.body) > settings.inline_bytes:
         reply["body_key"] = names.output(message["reply_id"])
         pipeline.set(reply["body_key"], response.body, ex=KEY_TTL)
     else:
@@ -147,3 +155,6 @@ def _send_reply(client, settings, names, message, response, seconds):
     pipeline.lpush(message["reply_to"], msgpack.packb(reply, use_bin_type=True))
     pipeline.expire(message["reply_to"], KEY_TTL)
     pipeline.execute()
+    if "stream" in reply:
+        send_stream(client, reply["stream"], response.body, settings.max_output_bytes,
+                    settings.write_timeout + CREDIT_MARGIN)

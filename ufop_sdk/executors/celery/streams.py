@@ -1,0 +1,208 @@
+"""A file or streamed answer in Celery mode: chunks through Redis, paced by the client, both sides.
+
+The worker's reply item says ``"stream": {"length": N or None, "key": ...,
+"credit": ...}``; then the worker RPUSHes the answer on the ``key`` list in
+chunks of about a MiB, each tagged ``d``, and ends with one tagged ``e``
+(msgpack ``{"error": None or why it was cut off, "bytes": n}``). The
+server BLPOPs them (`RedisStream`, on a Redis client of its own: a BLPOP
+holds its connection) and hands them to the HTTP writer.
+
+Backpressure: at most WINDOW bytes are pushed and not yet taken by the
+client. The server RPUSHes what its client took, by QUANTUM, on the
+``credit`` list; past the window the worker BLPOPs it. So Redis holds a few
+MiB of an answer, whatever its size, and a slow client paces the producer.
+A client that leaves puts ``cancel`` on the credit list: the worker sees it
+between chunks (or while it waits for credit), stops, and deletes both keys.
+
+Time: the task's time limits (the processor's timeout) cover process() and
+the stream together: a stream still running at the soft limit is cut off
+(``end`` with an error). A worker that gets no credit for
+UFOP_WRITE_TIMEOUT + CREDIT_MARGIN seconds (its server died, or stopped
+reading) stops and deletes its keys; a server that gets no chunk for the
+task's time limit plus margins cuts the answer off: nothing waits forever.
+"""
+
+import asyncio
+import logging
+import time
+
+import msgpack
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+
+from ...app.bodies import CHUNK, AnswerCut
+from .names import KEY_TTL
+
+log = logging.getLogger("ufop_sdk.celery")
+
+WINDOW = 4 << 20  # bytes pushed and not yet taken by the client
+QUANTUM = 1 << 20  # the server gives credit back by this much
+CANCEL = b"cancel"
+CANCEL_TTL = 60  # a cancel that crosses the end is left for nobody: it goes soon
+CREDIT_MARGIN = 10.0  # past the server's UFOP_WRITE_TIMEOUT, before a worker gives up on credit
+POLL_SECONDS = 5  # the longest single BLPOP of the server for a chunk
+DRAIN = 1000  # credit items a worker takes at once: far more than can be in flight
+DATA, END = b"d", b"e"
+
+
+class Cancelled(Exception):
+    """The server cancelled the stream: its client left."""
+
+
+class Stalled(Exception):
+    """No credit came back in time: the server died or stopped reading."""
+
+
+class _AnswerTooLarge(Exception):
+    """The answer grew past UFOP_MAX_OUTPUT_BYTES."""
+
+
+# The worker's side
+
+def stream_fields(names, reply_id, body):
+    """The reply item's ``stream`` map for `body` (a FileBody or StreamBody)."""
+    return {"length": getattr(body, "length", None), "key": names.chunks(reply_id),
+            "credit": names.credit(reply_id)}
+
+
+def send_stream(client, fields, body, limit, credit_seconds):
+    """Push `body`'s chunks on ``fields["key"]``, paced by credit, then the end marker.
+
+    Returns the bytes pushed. On a cancel or a stall, pushes nothing more and
+    deletes both keys. The caller closes `body` afterwards (the producer stops).
+    """
+    sent, error = 0, None
+    try:
+        sent = _push_chunks(client, fields, body, limit, credit_seconds)
+    except (Cancelled, Stalled) as exc:
+        log.info("a streamed answer stopped after its server %s",
+                 "cancelled it" if isinstance(exc, Cancelled) else "gave no credit in time")
+        client.delete(fields["key"], fields["credit"])
+        return sent
+    except _AnswerTooLarge as exc:
+        error = str(exc)
+    except SoftTimeLimitExceeded:
+        error = "the answer ran past the processor's timeout (the task's time limit) while it was sent"
+    except redis.RedisError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the processor's iterator (or its file) failed mid-answer
+        log.exception("the streamed answer failed")
+        error = f"the streamed answer failed: {type(exc).__name__}: {exc}"
+    _push_end(client, fields, error, sent)
+    return sent
+
+
+def _push_chunks(client, fields, body, limit, credit_seconds):
+    credit, sent = WINDOW, 0
+    for chunk in body.chunks(CHUNK):
+        sent += len(chunk)
+        if sent > limit:
+            raise _AnswerTooLarge(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
+        if credit <= 0:
+            credit += _await_credit(client, fields["credit"], credit_seconds)
+        told = (client.pipeline(transaction=False)
+                .rpush(fields["key"], DATA + chunk).expire(fields["key"], KEY_TTL)
+                .lpop(fields["credit"], DRAIN).execute())[2]
+        credit += _credit_of(told or ()) - len(chunk)
+    return sent
+
+
+def _await_credit(client, key, seconds):
+    """The credit the server gives next, waiting up to `seconds`; raises Cancelled or Stalled."""
+    item = client.blpop([key], timeout=seconds)
+    if item is None:
+        raise Stalled()
+    return _credit_of([item[1]])
+
+
+def _credit_of(items):
+    """The bytes that credit `items` give; raises Cancelled if one is a cancel."""
+    if CANCEL in items:
+        raise Cancelled()
+    return sum(int(item) for item in items)
+
+
+def _push_end(client, fields, error, sent):
+    end = END + msgpack.packb({"error": error, "bytes": sent})
+    client.pipeline(transaction=False).rpush(fields["key"], end).expire(fields["key"], KEY_TTL).execute()
+
+
+# The server's side
+
+class RedisStream:
+    """The chunks of one answer a worker streams through Redis, for the HTTP writer (http/streamed.py).
+
+    `client` is a redis.asyncio client of its own (a BLPOP holds its
+    connection); `stall` the seconds a chunk may take to come before the
+    answer is cut off.
+    """
+
+    def __init__(self, client, fields, stall):
+        self.client = client
+        self.key, self.credit = fields["key"], fields["credit"]
+        self.length = fields["length"]
+        self.stall = stall
+        self.untold = 0  # taken by the client, not yet told to the worker
+        self.ended = False
+        self.cancelling = None
+
+    async def next(self):
+        """The next chunk; None at the end. Raises AnswerCut if the answer was cut off."""
+        if self.untold >= QUANTUM:
+            await self._give_credit()
+        item = await self._pop()
+        if item[:1] == DATA:
+            return item[1:]
+        self.ended = True
+        await self._forget_credit()
+        error = msgpack.unpackb(item[1:])["error"]
+        if error:
+            raise AnswerCut(error)
+        return None
+
+    def taken(self, nbytes):
+        self.untold += nbytes
+
+    def close(self):
+        """The writer is done with it: if the worker still streams, its client left: cancel it."""
+        if not self.ended:
+            self.ended = True
+            self.cancelling = asyncio.ensure_future(self._cancel())
+
+    async def _pop(self):
+        deadline = time.monotonic() + self.stall
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                item = await self.client.blpop([self.key], timeout=max(1, min(POLL_SECONDS, int(left))))
+            except (redis.RedisError, OSError) as exc:
+                raise AnswerCut(f"the broker failed while the answer was streamed: {exc}") from None
+            if item is not None:
+                return item[1]
+        raise AnswerCut(f"no chunk of the answer came from the worker within {self.stall:g}s")
+
+    async def _give_credit(self):
+        untold, self.untold = self.untold, 0
+        try:
+            await (self.client.pipeline(transaction=False)
+                   .rpush(self.credit, untold).expire(self.credit, KEY_TTL).execute())
+        except (redis.RedisError, OSError) as exc:
+            raise AnswerCut(f"the broker failed while the answer was streamed: {exc}") from None
+
+    async def _forget_credit(self):
+        """After the end, credit given as the worker ended would stay (until its TTL): delete it."""
+        try:
+            await self.client.delete(self.credit)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not delete a streamed answer's credit key (it expires): %s", exc)
+
+    async def _cancel(self):
+        try:
+            await (self.client.pipeline(transaction=False).delete(self.key)
+                   .rpush(self.credit, CANCEL).expire(self.credit, CANCEL_TTL).execute())
+        except (redis.RedisError, OSError) as exc:  # the worker stops when it gets no credit
+            log.warning("could not cancel a streamed answer: %s", exc)
+
+
+async def cancel_stream(client, fields):
+    """Cancel a stream nobody will read (its request timed out, or its client left first)."""
+    await RedisStream(client, fields, 0)._cancel()
