@@ -17,6 +17,8 @@ import pytest
 from redis_support import Worker, wait_until
 from support import PROJECTS, Server
 
+from ufop_sdk.executors.celery.streams import CREDIT_MARGIN
+
 CELERY = PROJECTS / "celery"
 
 
@@ -46,12 +48,20 @@ def baseline(redis_server):
         return client.info("memory")["used_memory"]
 
 
+def settings(markers, **more):
+    return {"MARKER_DIR": str(markers), "UFOP_MAX_OUTPUT_BYTES": str(LIMIT_MIB * MIB), **more}
+
+
 @pytest.fixture(scope="module")
-def server(redis_server, markers, baseline):
-    env = {"MARKER_DIR": str(markers), "UFOP_MAX_OUTPUT_BYTES": str(LIMIT_MIB * MIB)}
-    url = redis_server.url(0)
-    with Worker(CELERY, url, concurrency=2, env=env), \
-            Server(CELERY, "--host", "127.0.0.1", env={**env, "UFOP_BROKER_URL": url}) as server:
+def worker(redis_server, markers, baseline):
+    with Worker(CELERY, redis_server.url(0), concurrency=2, env=settings(markers)) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="module")
+def server(redis_server, markers, worker):
+    env = settings(markers, UFOP_BROKER_URL=redis_server.url(0))
+    with Server(CELERY, "--host", "127.0.0.1", env=env) as server:
         yield server
 
 
@@ -66,8 +76,8 @@ def used_growth(redis_server, baseline):
         return (client.info("memory")["used_memory"] - baseline) / MIB
 
 
-def stream_keys(redis_server):
-    return redis_server.keys("ufop:chunks:*") + redis_server.keys("ufop:credit:*")
+def stream_keys(redis_server, db=0):
+    return redis_server.keys("ufop:chunks:*", db) + redis_server.keys("ufop:credit:*", db)
 
 
 def progress(markers, name):
@@ -174,3 +184,44 @@ def test_a_generator_raising_mid_stream_is_cut_off_and_logged_as_500(server, red
     assert access_status(server, "raising") == 500
     assert "RuntimeError: the generator failed on purpose" in server.output()
     wait_until(lambda: stream_keys(redis_server) == [], 5, "the stream's keys to go")
+
+
+# Time: the processor's timeout covers process() and each chunk, not a slow client's whole answer.
+
+def test_a_stream_to_a_slow_client_outlives_the_processors_timeout(server, worker, markers):
+    began = time.monotonic()
+    with open_answer(server, "t/brief/outliving/64", "outliving") as response:  # Brief's timeout: 2 s
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        for index in range(64):
+            assert response.read(MIB) == block(index)
+            assert progress(markers, "outliving") < index + 1 + FEW_MIB, "the generator ran ahead"
+            time.sleep(0.1)
+        assert response.read() == b""
+    assert time.monotonic() - began > 6, "the answer had to take longer than the task's time limits"
+    assert access_status(server, "outliving") == 200
+    assert closed(markers, "outliving")
+    assert "time limit" not in worker.output()
+
+
+def test_a_producer_stuck_mid_stream_past_its_timeout_is_killed_and_the_answer_cut_off(server, worker):
+    began = time.monotonic()
+    assert cut_off_answer(server, "t/brief/stuck/2/hang", "stuck") == generated(2)
+    assert time.monotonic() - began < 15
+    assert access_status(server, "stuck") == 500
+    wait_until(lambda: "Hard time limit" in worker.output(), 5, "the worker to log its kill")
+    worker.wait_for_children()
+
+
+def test_a_worker_whose_server_died_mid_stream_stops_its_producer_and_deletes_its_keys(redis_server, markers):
+    url = redis_server.url(1)
+    with Worker(CELERY, url, env=settings(markers, UFOP_WRITE_TIMEOUT="1")), \
+            Server(CELERY, "--host", "127.0.0.1", env=settings(markers, UFOP_BROKER_URL=url)) as server, \
+            open_answer(server, "t/generate/orphan/200", "orphan") as response:
+        assert response.read(MIB) == block(0)
+        server.process.kill()
+        server.process.wait()
+        began = time.monotonic()
+        wait_until(lambda: closed(markers, "orphan"), 30, "the generator to be closed")
+    assert time.monotonic() - began < 1 + CREDIT_MARGIN + 5  # UFOP_WRITE_TIMEOUT and the margin
+    assert progress(markers, "orphan") < 1 + FEW_MIB
+    assert stream_keys(redis_server, 1) == []

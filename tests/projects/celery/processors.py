@@ -154,23 +154,34 @@ class FileAnswer(Processor):
 
 
 class Generate(Processor):
-    """Yields `mib` blocks of a MiB, then raises if told to `fail`. MARKER_DIR/<name>.progress says how
-    many it yielded so far; <name>.closed appears when the generator is closed or ends."""
+    """Yields `mib` blocks of a MiB, then raises (``/fail``) or hangs for 30 s (``/hang``) if told.
+    MARKER_DIR/<name>.progress says how many it yielded so far; <name>.closed appears when the
+    generator is closed or ends."""
 
-    route = r"generate/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)(?P<fail>/fail)?"
+    route = r"generate/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)(?:/(?P<then>fail|hang))?"
     timeout = 60
 
     def process(self, req):
         return self.blocks(Path(os.environ["MARKER_DIR"]) / req.args["name"], int(req.args["mib"]),
-                           bool(req.args.get("fail")))
+                           req.args.get("then"))
 
     @staticmethod
-    def blocks(marker, mib, fail):
+    def blocks(marker, mib, then):
         try:
             for index in range(mib):
                 marker.with_suffix(".progress").write_text(str(index + 1))
                 yield block(index)
-            if fail:
+            if then == "fail":
                 raise RuntimeError("the generator failed on purpose")
+            if then == "hang":
+                time.sleep(30)
+                yield b"too late"
         finally:
             marker.with_suffix(".closed").touch()
+
+
+class Brief(Generate):
+    """Generate with a timeout of 2 s: time enough for each chunk, not for a slow client's whole answer."""
+
+    route = r"brief/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)(?:/(?P<then>fail|hang))?"
+    timeout = 2

@@ -97,7 +97,7 @@ class CeleryExecutor(Executor):
             self.waiting.pop(reply_id, None)
         body = reply.get("body")
         if "stream" in reply:
-            # A worker streams within its task's time limits: past them, no chunk can come.
+            # Its worker pushes each chunk within the processor's timeout, or is killed (leases.py).
             body = RedisStream(self.stream_redis, reply["stream"],
                                stall=limit + HARD_LIMIT_MARGIN + DEADLINE_MARGIN)
         elif body is None:

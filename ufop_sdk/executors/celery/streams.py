@@ -14,23 +14,28 @@ MiB of an answer, whatever its size, and a slow client paces the producer.
 A client that leaves puts ``cancel`` on the credit list: the worker sees it
 between chunks (or while it waits for credit), stops, and deletes both keys.
 
-Time: the task's time limits (the processor's timeout) cover process() and
-the stream together: a stream still running at the soft limit is cut off
-(``end`` with an error). A worker that gets no credit for
-UFOP_WRITE_TIMEOUT + CREDIT_MARGIN seconds (its server died, or stopped
-reading) stops and deletes its keys; a server that gets no chunk for the
-task's time limit plus margins cuts the answer off: nothing waits forever.
+Time: the task's time limits (the processor's timeout) cover process().
+The stream then lasts as long as it makes progress, however slow its
+client: while it streams the worker holds a lease (leases.py) that the
+pool honours instead of the time limits. Each chunk must come from the
+producer within the processor's timeout, else the worker is killed as past
+its hard limit; a worker that gets no credit for UFOP_WRITE_TIMEOUT +
+CREDIT_MARGIN seconds (its server died, or stopped reading) stops and
+deletes its keys; a server that gets no chunk for the processor's timeout
+plus margins cuts the answer off. Nothing waits forever.
 """
 
 import asyncio
 import logging
 import time
 
+import attrs
 import msgpack
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ...app.bodies import CHUNK, AnswerCut
+from .leases import Lease
 from .names import KEY_TTL
 
 log = logging.getLogger("ufop_sdk.celery")
@@ -40,7 +45,7 @@ QUANTUM = 1 << 20  # the server gives credit back by this much
 CANCEL = b"cancel"
 CANCEL_TTL = 60  # a cancel that crosses the end is left for nobody: it goes soon
 CREDIT_MARGIN = 10.0  # past the server's UFOP_WRITE_TIMEOUT, before a worker gives up on credit
-POLL_SECONDS = 5  # the longest single BLPOP of the server for a chunk
+POLL_SECONDS = 2  # the longest single BLPOP, for a chunk or for credit
 DRAIN = 1000  # credit items a worker takes at once: far more than can be in flight
 DATA, END = b"d", b"e"
 
@@ -65,15 +70,29 @@ def stream_fields(names, reply_id, body):
             "credit": names.credit(reply_id)}
 
 
-def send_stream(client, fields, body, limit, credit_seconds):
+@attrs.frozen
+class Pace:
+    """How long a stream may wait: for its producer's next chunk, and for credit."""
+
+    chunk_seconds: float
+    credit_seconds: float
+
+    @classmethod
+    def of(cls, timeout, settings):
+        """A chunk within the processor's `timeout`; credit within UFOP_WRITE_TIMEOUT and a margin."""
+        return cls(timeout, settings.write_timeout + CREDIT_MARGIN)
+
+
+def send_stream(client, fields, body, limit, pace):
     """Push `body`'s chunks on ``fields["key"]``, paced by credit, then the end marker.
 
     Returns the bytes pushed. On a cancel or a stall, pushes nothing more and
     deletes both keys. The caller closes `body` afterwards (the producer stops).
     """
     sent, error = 0, None
+    lease = Lease()
     try:
-        sent = _push_chunks(client, fields, body, limit, credit_seconds)
+        sent = _push_chunks(client, fields, body, limit, pace, lease)
     except (Cancelled, Stalled) as exc:
         log.info("a streamed answer stopped after its server %s",
                  "cancelled it" if isinstance(exc, Cancelled) else "gave no credit in time")
@@ -88,31 +107,54 @@ def send_stream(client, fields, body, limit, credit_seconds):
     except Exception as exc:  # noqa: BLE001 - the processor's iterator (or its file) failed mid-answer
         log.exception("the streamed answer failed")
         error = f"the streamed answer failed: {type(exc).__name__}: {exc}"
+    finally:
+        lease.end()
     _push_end(client, fields, error, sent)
     return sent
 
 
-def _push_chunks(client, fields, body, limit, credit_seconds):
+def _push_chunks(client, fields, body, limit, pace, lease):
     credit, sent = WINDOW, 0
-    for chunk in body.chunks(CHUNK):
+    lease.hold(pace.chunk_seconds)
+    for chunk in _pieces(body):
         sent += len(chunk)
         if sent > limit:
             raise _AnswerTooLarge(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
         if credit <= 0:
-            credit += _await_credit(client, fields["credit"], credit_seconds)
+            lease.hold(pace.credit_seconds + 1)
+            credit += _await_credit(client, fields["credit"], pace.credit_seconds)
         told = (client.pipeline(transaction=False)
                 .rpush(fields["key"], DATA + chunk).expire(fields["key"], KEY_TTL)
                 .lpop(fields["credit"], DRAIN).execute())[2]
         credit += _credit_of(told or ()) - len(chunk)
+        lease.hold(pace.chunk_seconds)
     return sent
+
+
+def _pieces(body):
+    """`body`'s chunks, none over CHUNK (a generator may yield more at once)."""
+    for chunk in body.chunks(CHUNK):
+        if len(chunk) <= CHUNK:
+            yield chunk
+            continue
+        view = memoryview(chunk)
+        for start in range(0, len(chunk), CHUNK):
+            yield view[start:start + CHUNK]
 
 
 def _await_credit(client, key, seconds):
     """The credit the server gives next, waiting up to `seconds`; raises Cancelled or Stalled."""
-    item = client.blpop([key], timeout=seconds)
-    if item is None:
-        raise Stalled()
-    return _credit_of([item[1]])
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        item = client.blpop([key], timeout=_poll(left))
+        if item is not None:
+            return _credit_of([item[1]])
+    raise Stalled()
+
+
+def _poll(left):
+    """One BLPOP's timeout: short enough for any client's socket timeout (redis-py's default is 5 s)."""
+    return max(0.1, min(POLL_SECONDS, left))
 
 
 def _credit_of(items):
@@ -173,7 +215,7 @@ class RedisStream:
         deadline = time.monotonic() + self.stall
         while (left := deadline - time.monotonic()) > 0:
             try:
-                item = await self.client.blpop([self.key], timeout=max(1, min(POLL_SECONDS, int(left))))
+                item = await self.client.blpop([self.key], timeout=_poll(left))
             except (redis.RedisError, OSError) as exc:
                 raise AnswerCut(f"the broker failed while the answer was streamed: {exc}") from None
             if item is not None:

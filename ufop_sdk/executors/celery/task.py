@@ -25,7 +25,7 @@ from ...response import error_response
 from ...sources.blocking import BlockingFetcher
 from ...sources.fetch import SourceFetcher, SourcePolicy
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, MAX_ATTEMPTS
-from .streams import CREDIT_MARGIN, send_stream, stream_fields
+from .streams import Pace, send_stream, stream_fields
 
 
 def register_task(celery, route, names):
@@ -157,4 +157,4 @@ def _send_reply(client, settings, names, message, response, seconds):
     pipeline.execute()
     if "stream" in reply:
         send_stream(client, reply["stream"], response.body, settings.max_output_bytes,
-                    settings.write_timeout + CREDIT_MARGIN)
+                    Pace.of(message["timeout"], settings))
