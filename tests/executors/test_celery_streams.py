@@ -10,6 +10,7 @@ import http.client
 import importlib.util
 import json
 import os
+import signal
 import socket
 import time
 
@@ -84,6 +85,12 @@ def progress(markers, name):
     """How many MiB the generator `name` has yielded so far."""
     path = markers / f"{name}.progress"
     return int(path.read_text() or 0) if path.exists() else 0
+
+
+def started_by(markers, name):
+    """The pids of the processes that ran the generator `name` (Generate traces them)."""
+    path = markers / f"{name}.started"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
 def closed(markers, name):
@@ -210,6 +217,19 @@ def test_a_producer_stuck_mid_stream_past_its_timeout_is_killed_and_the_answer_c
     assert access_status(server, "stuck") == 500
     wait_until(lambda: "Hard time limit" in worker.output(), 5, "the worker to log its kill")
     worker.wait_for_children()
+
+
+def test_a_worker_killed_mid_stream_cuts_the_answer_off_and_its_request_is_not_run_again(server, worker,
+                                                                                           markers):
+    with open_answer(server, "t/brief/killed/200", "killed") as response:
+        assert response.read(MIB) == block(0)
+        os.kill(started_by(markers, "killed")[0], signal.SIGKILL)
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+    assert access_status(server, "killed") == 500
+    worker.wait_for_children()
+    time.sleep(1)  # its task, delivered again at once, would have run by now
+    assert len(started_by(markers, "killed")) == 1, "the request ran again"
 
 
 def test_a_worker_whose_server_died_mid_stream_stops_its_producer_and_deletes_its_keys(redis_server, markers):

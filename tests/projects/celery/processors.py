@@ -142,7 +142,7 @@ class FileAnswer(Processor):
     MARKER_DIR/<name>.workdir."""
 
     route = r"file-answer/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)"
-    timeout = 60
+    timeout = 10
 
     def process(self, req):
         (Path(os.environ["MARKER_DIR"]) / f"{req.args['name']}.workdir").write_text(str(req.workdir))
@@ -159,9 +159,10 @@ class Generate(Processor):
     generator is closed or ends."""
 
     route = r"generate/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)(?:/(?P<then>fail|hang))?"
-    timeout = 60
+    timeout = 10
 
     def process(self, req):
+        trace(req.args["name"], "started")
         return self.blocks(Path(os.environ["MARKER_DIR"]) / req.args["name"], int(req.args["mib"]),
                            req.args.get("then"))
 

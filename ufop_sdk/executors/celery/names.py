@@ -46,6 +46,11 @@ class RedisNames:
         """What the client of a streamed answer took (or its cancel), pushed by the server (streams.py)."""
         return f"{self.prefix}:credit:{reply_id}"
 
+    def answered(self, reply_id):
+        """Set while a request's answer streams, and a while after: a delivery that finds it does
+        not run the request again (a long stream outlives the broker's visibility timeout)."""
+        return f"{self.prefix}:answered:{reply_id}"
+
     def attempts(self, reply_id):
         return f"{self.prefix}:attempts:{reply_id}"
 

@@ -1,7 +1,7 @@
 """A file or streamed answer in Celery mode: chunks through Redis, paced by the client, both sides.
 
 The worker's reply item says ``"stream": {"length": N or None, "key": ...,
-"credit": ...}``; then the worker RPUSHes the answer on the ``key`` list in
+"credit": ..., "answered": ...}``; then the worker RPUSHes the answer on the ``key`` list in
 chunks of about a MiB, each tagged ``d``, and ends with one tagged ``e``
 (msgpack ``{"error": None or why it was cut off, "bytes": n}``). The
 server BLPOPs them (`RedisStream`, on a Redis client of its own: a BLPOP
@@ -13,6 +13,11 @@ client. The server RPUSHes what its client took, by QUANTUM, on the
 MiB of an answer, whatever its size, and a slow client paces the producer.
 A client that leaves puts ``cancel`` on the credit list: the worker sees it
 between chunks (or while it waits for credit), stops, and deletes both keys.
+
+A stream can outlive the broker's visibility timeout (its task is
+acknowledged only when it ends), and then be delivered again: the worker
+keeps the ``answered`` key (names.py) alive while it streams, and a delivery
+that finds it runs nothing.
 
 Time: the task's time limits (the processor's timeout) cover process().
 The stream then lasts as long as it makes progress, however slow its
@@ -67,7 +72,7 @@ class _AnswerTooLarge(Exception):
 def stream_fields(names, reply_id, body):
     """The reply item's ``stream`` map for `body` (a FileBody or StreamBody)."""
     return {"length": getattr(body, "length", None), "key": names.chunks(reply_id),
-            "credit": names.credit(reply_id)}
+            "credit": names.credit(reply_id), "answered": names.answered(reply_id)}
 
 
 @attrs.frozen
@@ -100,10 +105,11 @@ def send_stream(client, fields, body, limit, pace):
         return sent
     except _AnswerTooLarge as exc:
         error = str(exc)
-    except SoftTimeLimitExceeded:
-        error = "the answer ran past the processor's timeout (the task's time limit) while it was sent"
-    except redis.RedisError:
-        raise
+    except SoftTimeLimitExceeded:  # it came just as process() returned, before the lease was taken
+        error = "the processor ran past its timeout as its answer began to be sent"
+    except redis.RedisError as exc:  # nothing more can be pushed: the server cuts the answer off
+        log.error("a streamed answer stopped: the broker failed: %s", exc)
+        return sent
     except Exception as exc:  # noqa: BLE001 - the processor's iterator (or its file) failed mid-answer
         log.exception("the streamed answer failed")
         error = f"the streamed answer failed: {type(exc).__name__}: {exc}"
@@ -122,10 +128,10 @@ def _push_chunks(client, fields, body, limit, pace, lease):
             raise _AnswerTooLarge(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
         if credit <= 0:
             lease.hold(pace.credit_seconds + 1)
-            credit += _await_credit(client, fields["credit"], pace.credit_seconds)
+            credit += _await_credit(client, fields, pace.credit_seconds)
         told = (client.pipeline(transaction=False)
                 .rpush(fields["key"], DATA + chunk).expire(fields["key"], KEY_TTL)
-                .lpop(fields["credit"], DRAIN).execute())[2]
+                .lpop(fields["credit"], DRAIN).expire(fields["answered"], KEY_TTL).execute())[2]
         credit += _credit_of(told or ()) - len(chunk)
         lease.hold(pace.chunk_seconds)
     return sent
@@ -142,11 +148,12 @@ def _pieces(body):
             yield view[start:start + CHUNK]
 
 
-def _await_credit(client, key, seconds):
+def _await_credit(client, fields, seconds):
     """The credit the server gives next, waiting up to `seconds`; raises Cancelled or Stalled."""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        item = client.blpop([key], timeout=_poll(left))
+        _, item = (client.pipeline(transaction=False).expire(fields["answered"], KEY_TTL)
+                   .blpop([fields["credit"]], timeout=_poll(left)).execute())
         if item is not None:
             return _credit_of([item[1]])
     raise Stalled()

@@ -10,6 +10,7 @@ carries the key.
 import asyncio
 import contextlib
 import io
+import logging
 import signal
 import time
 
@@ -26,6 +27,8 @@ from ...sources.blocking import BlockingFetcher
 from ...sources.fetch import SourceFetcher, SourcePolicy
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, MAX_ATTEMPTS
 from .streams import Pace, send_stream, stream_fields
+
+log = logging.getLogger("ufop_sdk.celery")
 
 
 def register_task(celery, route, names):
@@ -62,8 +65,12 @@ def run_message(celery, message):
     reply_id = message["reply_id"]
     began = time.monotonic()
     attempts_key = state["names"].attempts(reply_id)
-    counting = client.pipeline(transaction=False).incr(attempts_key).expire(attempts_key, KEY_TTL)
-    attempts, _ = counting.execute()
+    counting = (client.pipeline(transaction=False).incr(attempts_key).expire(attempts_key, KEY_TTL)
+                .exists(state["names"].answered(reply_id)))
+    attempts, _, answered = counting.execute()
+    if answered:  # delivered again while (or after) its answer streamed: see streams.py
+        log.info("request %s was answered already: not run again", message.get("request_id"))
+        return
     job = Job.from_wire(message)
     if attempts > MAX_ATTEMPTS:
         error = UfopError(f"the worker running processor {job.processor!r} died "
@@ -145,6 +152,7 @@ def _send_reply(client, settings, names, message, response, seconds):
     pipeline = client.pipeline(transaction=False)
     if not isinstance(response.body, bytes):
         reply["stream"] = stream_fields(names, message["reply_id"], response.body)
+        pipeline.set(reply["stream"]["answered"], 1, ex=KEY_TTL)
     elif len(response.body) > settings.inline_bytes:
         reply["body_key"] = names.output(message["reply_id"])
         pipeline.set(reply["body_key"], response.body, ex=KEY_TTL)
