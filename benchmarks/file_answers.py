@@ -1,38 +1,86 @@
-"""A big file answer end to end: throughput, and what the server (and Redis) hold meanwhile.
+"""A large file answer through `serve`, against a bare Python server sending the same file with sendfile.
 
-    python benchmarks/file_answers.py --celery [--size-mib 1024] [--rounds 3]
+    python benchmarks/file_answers.py [--size-mib 1024] [--rounds 3] [--celery]
 
-``curl -o /dev/null`` downloads a `size` MiB answer of the big_answers
-project (its ``file`` processor answers a path, ``stream`` a generator) while
-a sampler reads, every 20 ms, the server's RSS and Redis's used_memory. A
-mode is one function returning table rows; medians of the rounds.
+Both servers run in every round, back to back, over loopback; curl takes
+each answer to /dev/null. Prints a Markdown table: medians of the rounds'
+throughput and of their ratios, and the `serve` process's peak RSS growth.
+
+With ``--celery``: the same file as a file answer and as a generator's
+stream, through Celery mode (a redis-server and a worker of one child are
+started); a sampler reads the server's RSS and Redis's used_memory every
+20 ms during each download, and their peak growth is reported.
 """
 
 import argparse
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
-import redis as redis_client
-from run import Redis, free_port, rss_kib, serve
+import redis
+from run import Process, Redis, free_port, machine, rss_kib, serve
 
 HERE = Path(__file__).resolve().parent
-BIG_ANSWERS = HERE / "projects" / "big_answers"
-NAME = "bench-ufop"  # serve() gives the server this UFOP_NAME; the worker needs the same
+PROJECT = HERE / "projects" / "file_answer"
+
+
+def bare_sendfile_server(port, path):
+    """Answers every request on `port` with the file at `path`, sent by os.sendfile (a process of its own)."""
+    listener = socket.create_server(("127.0.0.1", port))
+    size = os.path.getsize(path)
+    head = (f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n"
+            "Connection: close\r\n\r\n").encode()
+    while True:
+        connection, _ = listener.accept()
+        with connection, open(path, "rb") as file:
+            request = connection.recv(65536)
+            if request.startswith(b"GET /health"):
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                continue
+            connection.sendall(head)
+            offset = 0
+            while offset < size:
+                offset += os.sendfile(connection.fileno(), file.fileno(), offset, size - offset)
+
+
+def download(url):
+    """Bytes per second of one download to /dev/null, as curl counts them; the request is a POST."""
+    command = ["curl", "-s", "-X", "POST", "-o", "/dev/null", "-w", "%{http_code} %{speed_download}", url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    status, speed = output.split()
+    if status != "200":
+        raise RuntimeError(f"{url} answered {status}")
+    return float(speed)
+
+
+def local_rounds(path, rounds):
+    """(ufop MB/s per round, bare MB/s per round, serve's peak RSS growth in MiB)."""
+    ours, theirs, growth = [], [], []
+    bare_port, port = free_port(), free_port()
+    bare = [sys.executable, __file__, "--bare-server", str(bare_port), str(path)]
+    with Process(bare, bare_port), serve(PROJECT, port, workers=2, env={"BENCH_FILE": str(path)}) as server:
+        download(f"http://127.0.0.1:{port}/handler?cmd=bench-ufop/file")  # warm: the page cache, the workers
+        for _ in range(rounds):
+            before = rss_kib(server.pid, "VmRSS")
+            ours.append(download(f"http://127.0.0.1:{port}/handler?cmd=bench-ufop/file"))
+            growth.append((rss_kib(server.pid, "VmHWM") - before) / 1024)
+            theirs.append(download(f"http://127.0.0.1:{bare_port}/file"))
+    return ours, theirs, max(growth)
 
 
 class Peaks:
-    """Samples, every 20 ms until stopped, each of `probes` ({name: () -> bytes}); keeps the peaks."""
+    """Samples each of `probes` ({name: () -> bytes}) every 20 ms while entered; keeps the peaks."""
 
     def __init__(self, probes):
         self.probes = probes
-        self.peaks = {name: probe() for name, probe in probes.items()}
-        self.before = dict(self.peaks)
+        self.before = {name: probe() for name, probe in probes.items()}
+        self.peaks = dict(self.before)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -53,99 +101,81 @@ class Peaks:
                 self.peaks[name] = max(self.peaks[name], probe())
 
 
-def download(port, cmd):
-    """curl's figures for one answer: (MiB/s, bytes); raises unless it is a whole 200."""
-    command = ["curl", "-s", "-o", "/dev/null", "-X", "POST", "-w",
-               "%{http_code} %{size_download} %{speed_download}", f"http://127.0.0.1:{port}/handler?cmd={NAME}/{cmd}"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    status, size, speed = output.split()
-    if status != "200":
-        raise RuntimeError(f"curl got {status}")
-    return float(speed) / (1 << 20), int(size)
-
-
-def big_file(size_mib):
-    """A `size_mib` MiB file of random bytes (written once), in the page cache."""
-    path = Path(tempfile.gettempdir()) / f"ufop-bench-answer-{size_mib}MiB.bin"
-    if not path.exists() or path.stat().st_size != size_mib << 20:
-        with open(path, "wb") as file:
-            block = os.urandom(1 << 20)
-            for index in range(size_mib):
-                file.write(index.to_bytes(8, "big") + block[8:])
-    return path
-
-
-def start_worker(env):
-    return subprocess.Popen([sys.executable, "-m", "ufop_sdk", "worker", "--project", str(BIG_ANSWERS),
-                             "--concurrency", "1"], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_for_answer(port, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+@contextlib.contextmanager
+def celery_mode(path):
+    """`serve` in Celery mode and a worker of one child, on a redis-server of their own:
+    yields (the server, its port, a Redis client)."""
+    with Redis() as broker, redis.Redis.from_url(broker.url) as client:
+        env = {"UFOP_BROKER_URL": broker.url, "UFOP_NAME": "bench-ufop", "BENCH_FILE": str(path)}
+        worker = subprocess.Popen([sys.executable, "-m", "ufop_sdk", "worker", "--project", str(PROJECT),
+                                   "--concurrency", "1"], env={**os.environ, **env},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = free_port()
         try:
-            download(port, "file")
-            return
-        except (RuntimeError, subprocess.CalledProcessError):
-            time.sleep(0.2)
-    raise RuntimeError("no answer from the server")
-
-
-def celery_rows(size_mib, rounds):
-    """The `file` and `stream` answers through Celery mode: MiB/s, and the peak growth of the server's
-    RSS and Redis's used_memory during each download."""
-    figures = {cmd: {"speed": [], "server": [], "redis": []} for cmd in ("file", "stream")}
-    with Redis() as broker, redis_client.Redis.from_url(broker.url) as client:
-        env = {"UFOP_BROKER_URL": broker.url, "UFOP_NAME": NAME, "BENCH_FILE": str(big_file(size_mib))}
-        worker, port = start_worker(env), free_port()
-        try:
-            with serve(BIG_ANSWERS, port, env=env) as server:
-                wait_for_answer(port)
-                for _ in range(rounds):
-                    for cmd, figure in figures.items():
-                        probes = {"server": lambda: rss_kib(server.pid, "VmRSS") << 10,
-                                  "redis": lambda: client.info("memory")["used_memory"]}
-                        with Peaks(probes) as peaks:
-                            speed, size = download(port, cmd)
-                        assert size == size_mib << 20, size
-                        figure["speed"].append(speed)
-                        figure["server"].append(peaks.growth_mib("server"))
-                        figure["redis"].append(peaks.growth_mib("redis"))
+            with serve(PROJECT, port, env=env) as server:
+                yield server, port, client
         finally:
             worker.terminate()
             worker.wait(30)
-    return [row for cmd, figure in figures.items()
-            for row in _rows(f"Celery: {size_mib} MiB {cmd} answer", figure)]
 
 
-def _rows(what, figure):
-    speed, server, redis = (statistics.median(figure[key]) for key in ("speed", "server", "redis"))
-    return [(f"{what}, curl: MiB/s", f"{speed:,.0f}", "", "", "", True),
-            (f"{what}: server peak RSS growth (MiB)", f"{server:.1f}", "", "", "< 64", server < 64),
-            (f"{what}: Redis peak used_memory growth (MiB)", f"{redis:.1f}", "", "", "< 64", redis < 64)]
+def celery_rounds(path, rounds):
+    """{cmd: {"speed": B/s, "server": MiB, "redis": MiB} per round} for the file and stream answers
+    through Celery mode; server and redis are the peak growth of RSS and used_memory during each."""
+    figures = {cmd: {"speed": [], "server": [], "redis": []} for cmd in ("file", "stream")}
+    with celery_mode(path) as (server, port, client):
+        download(f"http://127.0.0.1:{port}/handler?cmd=bench-ufop/file")  # warm, and the worker is up
+        probes = {"server": lambda: rss_kib(server.pid, "VmRSS") << 10,
+                  "redis": lambda: client.info("memory")["used_memory"]}
+        for _ in range(rounds):
+            for cmd, figure in figures.items():
+                with Peaks(probes) as peaks:
+                    figure["speed"].append(download(f"http://127.0.0.1:{port}/handler?cmd=bench-ufop/{cmd}"))
+                figure["server"].append(peaks.growth_mib("server"))
+                figure["redis"].append(peaks.growth_mib("redis"))
+    return figures
 
 
-def table(rows):
-    lines = ["| measure | ufop-sdk | reference | ratio | target | met |", "|---|---|---|---|---|---|"]
-    lines += [f"| {what} | {ours} | {theirs} | {ratio} | {target} | {'yes' if met else 'NO'} |"
-              for what, ours, theirs, ratio, target, met in rows]
-    return "\n".join(lines)
+def print_celery(size_mib, figures):
+    print("| Celery mode | throughput (MB/s) | server peak RSS growth (MiB) | Redis peak used_memory growth "
+          "(MiB) | target | met |")
+    print("|---|---|---|---|---|---|")
+    for cmd, figure in figures.items():
+        speed = statistics.median(figure["speed"]) / 1e6
+        server, held = max(figure["server"]), max(figure["redis"])
+        met = server < 64 and held < 64
+        print(f"| {size_mib} MiB {cmd} answer | {speed:,.0f} | {server:.1f} | {held:.1f} | each < 64 "
+              f"| {'yes' if met else 'no'} |")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--celery", action="store_true", help="through Celery mode (starts a redis-server)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--celery", action="store_true", help="through Celery mode (starts a redis-server)")
+    parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     options = parser.parse_args()
-    rows = []
-    if options.celery:
-        rows += celery_rows(options.size_mib, options.rounds)
-    if not rows:
-        parser.error("choose a mode: --celery")
-    print(table(rows))
+    if options.bare_server:
+        bare_sendfile_server(int(options.bare_server[0]), options.bare_server[1])
+        return
+    with tempfile.NamedTemporaryFile(prefix="ufop-bench-", suffix=".bin") as file:
+        block = os.urandom(1 << 20)
+        for _ in range(options.size_mib):
+            file.write(block)
+        file.flush()
+        if options.celery:
+            print(f"{options.size_mib} MiB answers, {options.rounds} rounds; {machine()}\n")
+            print_celery(options.size_mib, celery_rounds(file.name, options.rounds))
+            return
+        ours, theirs, growth = local_rounds(file.name, options.rounds)
+    ratio = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+    print(f"{options.size_mib} MiB file answer, {options.rounds} rounds; {machine()}\n")
+    print("| measure | ufop-sdk serve | bare sendfile server | ratio | target | met |")
+    print("|---|---|---|---|---|---|")
+    ours_mb, theirs_mb = statistics.median(ours) / 1e6, statistics.median(theirs) / 1e6
+    print(f"| throughput (MB/s) | {ours_mb:,.0f} | {theirs_mb:,.0f} | {ratio:.2f} | >= 0.8 "
+          f"| {'yes' if ratio >= 0.8 else 'no'} |")
+    print(f"| serve's peak RSS growth (MiB) | {growth:.1f} | | | <= 64 | {'yes' if growth <= 64 else 'no'} |")
 
 
 if __name__ == "__main__":

@@ -432,3 +432,25 @@ def cli_answers(project, app, cases, folder):
         futures = [pool.submit(cli_answer, project, app, params, body, content_type, folder)
                    for params, body, content_type, *_ in cases]
         return [future.result(60) for future in futures]
+
+
+def access_line(server, request_id, within=5):
+    """The access log line of `request_id`, waiting for the buffered log to be flushed."""
+    lines = []
+
+    def logged():
+        lines[:] = [json.loads(line) for line in server.output().splitlines()
+                    if line.startswith("{") and f'"request_id":"{request_id}"' in line]
+        return lines
+
+    server.wait_until(logged, within, f"the access line of {request_id}")
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def rss_bytes(pid):
+    """A process's resident memory, from /proc/<pid>/status."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) << 10
+    raise AssertionError(f"no VmRSS for {pid}")

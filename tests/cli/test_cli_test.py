@@ -41,6 +41,20 @@ def project(tmp_path):
 
             def process(self, req):
                 raise ZeroDivisionError("secret detail")
+
+        class Copy(Processor):
+            route = r"copy"
+
+            def process(self, req):
+                path = req.workdir / "copy"
+                path.write_bytes(req.buffer.read())
+                return path
+
+        class Lines(Processor):
+            route = r"lines/(?P<count>[0-9]+)"
+
+            def process(self, req):
+                return (b"line %d\\n" % n for n in range(int(req.args["count"])))
     '''))
     (tmp_path / ".env").write_text("UFOP_NAME=tester\n")
     return tmp_path
@@ -180,3 +194,22 @@ def test_a_header_without_a_name_is_a_usage_error(tmp_path):
     result = run_cli("test", QINIU / "processors.py", "headers", "-H", "no colon", "--project", QINIU)
     assert result.returncode == 2
     assert b"expected 'Name: value', got 'no colon'" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_a_file_answer_is_written_with_o_and_its_workdir_removed(project, tmp_path):
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(range(256)) * 5000)
+    (tmp_path / "spool").mkdir()
+    result = run_cli("test", data, "copy", "-o", tmp_path / "out.bin", "--project", project,
+                     env={"UFOP_SPOOL_DIR": str(tmp_path / "spool")})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.bin").read_bytes() == data.read_bytes()
+    assert b"1280000 bytes" in result.stderr
+    assert list((tmp_path / "spool").iterdir()) == [], "req.workdir is removed once the answer is written"
+
+
+def test_a_streamed_answer_goes_to_stdout(project, tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("x")
+    result = run_cli("test", data, "lines/3", "--project", project)
+    assert (result.returncode, result.stdout) == (0, b"line 0\nline 1\nline 2\n"), result.stderr

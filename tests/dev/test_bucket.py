@@ -270,6 +270,28 @@ SAYS = """
 
         def process(self, req):
             return {"cmd": req.cmd, "text": req.args["text"], "size": req.size}
+
+
+    class Copy(Processor):
+        \"\"\"The input again, as a file in req.workdir.\"\"\"
+
+        route = r"copy"
+
+        def process(self, req):
+            path = req.workdir / "copy"
+            with open(path, "wb") as out:
+                while chunk := req.buffer.read(1 << 20):
+                    out.write(chunk)
+            return path
+
+
+    class Upper(Processor):
+        \"\"\"The input in upper case, streamed a line at a time.\"\"\"
+
+        route = r"upper"
+
+        def process(self, req):
+            return (line.upper() for line in req.buffer)
 """
 LARGE_BYTES = 64 << 20
 
@@ -320,6 +342,18 @@ def test_a_large_file_is_served_without_the_dev_server_holding_it_in_memory(says
     else:
         assert json.loads(body)["size"] == LARGE_BYTES
     assert grown < LARGE_BYTES // 4, f"the dev server's peak memory grew by {grown >> 20} MiB"
+
+
+@pytest.mark.parametrize("pipeline", ["sayer/copy", "sayer/upper", "sayer/copy|sayer/upper",
+                                      "sayer/upper|sayer/copy|sayer/say/x"])
+def test_file_and_streamed_outputs_go_through_a_pipeline_and_out_to_the_client(says, pipeline):
+    status, headers, body = get(says, "small.txt", pipeline)
+    assert status == 200, body[:300]
+    expected = {"sayer/copy": b"small\n", "sayer/upper": b"SMALL\n", "sayer/copy|sayer/upper": b"SMALL\n"}
+    if pipeline in expected:
+        assert body == expected[pipeline]
+    else:
+        assert json.loads(body) == {"cmd": "sayer/say/x", "text": "x", "size": 6}
 
 
 def test_a_client_leaving_during_a_large_download_costs_no_error_and_the_next_request_is_served(says):

@@ -7,7 +7,7 @@ import socket
 import threading
 
 import pytest
-from support import PROJECTS, Server
+from support import PROJECTS, Server, rss_bytes
 
 LIMIT = 1 << 20
 
@@ -120,14 +120,6 @@ def test_expect_100_continue_within_the_limit_gets_continue(server):
 
 
 ENDLESS = 150 << 20  # bytes a client offers before the test gives up on the server refusing them
-
-
-def rss_bytes(pid):
-    """A process's resident memory, from /proc/<pid>/status."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) << 10
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def post_endless_body(port, path, framing, piece=16 << 10):

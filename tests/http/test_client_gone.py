@@ -13,7 +13,7 @@ import textwrap
 import time
 
 import pytest
-from support import Server
+from support import Server, access_line
 
 PROCESSORS = textwrap.dedent("""
     import os
@@ -81,20 +81,6 @@ def hang_up(sock, reset=False):
     if reset:  # an RST rather than a FIN: what a client killed mid-download sends
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()
-
-
-def access_line(server, request_id, within=5):
-    """The access log line of `request_id`, waiting for the buffered log to be flushed."""
-    lines = []
-
-    def logged():
-        lines[:] = [json.loads(line) for line in server.output().splitlines()
-                    if line.startswith("{") and f'"request_id":"{request_id}"' in line]
-        return lines
-
-    server.wait_until(logged, within, f"the access line of {request_id}")
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def requests_counted(server, processor, status):

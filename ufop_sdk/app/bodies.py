@@ -38,14 +38,22 @@ class FileBody:
         return cls(file, max(0, status.st_size - file.tell()))
 
     def chunks(self, size=CHUNK):
-        """The file's bytes, `size` at a time, up to `length` (it may have grown since)."""
+        """The file's bytes, `size` at a time, up to `length` (it may have grown since).
+
+        Each chunk is a view of one buffer, read into again for the next: use it
+        (send it) before asking for the next. A fresh bytes object per read cost a
+        mapping and its page faults each time: 0.79 of a bare sendfile server's
+        throughput, against 1.00 with one buffer (1 GiB, benchmarks/file_answers.py,
+        medians of the rounds' ratios, 2 shared vCPUs).
+        """
+        buffer = memoryview(bytearray(min(size, max(self.length, 1))))
         left = self.length
         while left > 0:
-            data = self.file.read(min(size, left))
-            if not data:
+            read = self.file.readinto(buffer[:min(len(buffer), left)])
+            if not read:
                 return
-            left -= len(data)
-            yield data
+            left -= read
+            yield buffer[:read]
 
     def head(self, size):
         """Its first `size` bytes, the file left where it was."""
@@ -104,4 +112,4 @@ def close_body(body):
 
 def read_body(body):
     """All of a body's bytes, in memory: for callers that keep an answer whole (ufop_sdk.testing)."""
-    return body if isinstance(body, bytes) else b"".join(body.chunks())
+    return body if isinstance(body, bytes) else b"".join(bytes(chunk) for chunk in body.chunks())

@@ -1,12 +1,15 @@
 """``ufop-sdk test``: run a processor on a file, or on every file in a folder."""
 
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
 
+import attrs
 import click
 
+from ..app.bodies import read_body
 from ..app.media import is_textual
 from ..app.routing import join_cmd
 from ..app.runner import ProcessorRunner
@@ -56,28 +59,34 @@ def _headers(values):
     return pairs
 
 
-def _run(runner, cmd, path, request):
-    """Process the file at `path`; `request` holds process_cmd's keywords (the declared type, headers)."""
+@contextlib.contextmanager
+def _running(runner, cmd, path, request):
+    """Process the file at `path`; `request` holds process_cmd's keywords (the declared type, headers).
+    Gives the Response; a file or stream in it is written out chunk by chunk, never held whole."""
     with open(path, "rb") as buffer:
-        return runner.process_cmd(cmd, buffer, **request).kept_whole()
+        outcome = runner.process_cmd(cmd, buffer, **request)
+        try:
+            yield outcome.response
+        finally:
+            outcome.close()
 
 
 def _test_file(runner, cmd, path, output, request):
-    response = _run(runner, cmd, path, request)
-    if response.status >= 400:
-        _print_error(response)
-        sys.exit(EXIT_FAILED)
-    if output:
-        _write(output, response.body)
-        click.echo(f"{response.status} {response.content_type}, {len(response.body)} bytes -> {output}",
-                   err=True)
-    elif is_textual(response.content_type) or not response.body:
-        _write_stdout(response.body)
-    elif sys.stdout.isatty():
-        raise click.UsageError(f"the result is binary ({response.content_type}, "
-                               f"{len(response.body)} bytes): save it with -o FILE")
-    else:
-        _write_stdout(response.body)
+    with _running(runner, cmd, path, request) as response:
+        if response.status >= 400:
+            _print_error(response)
+            sys.exit(EXIT_FAILED)
+        if output:
+            size = _write(output, response.body)
+            click.echo(f"{response.status} {response.content_type}, {size} bytes -> {output}", err=True)
+        elif is_textual(response.content_type) or response.body == b"":
+            _write_stdout(response.body)
+        elif sys.stdout.isatty():
+            size = f"{len(response.body)} bytes" if isinstance(response.body, bytes) else "a file or stream"
+            raise click.UsageError(f"the result is binary ({response.content_type}, {size}): "
+                                   "save it with -o FILE")
+        else:
+            _write_stdout(response.body)
 
 
 def _test_folder(runner, cmd, folder, output, request):
@@ -90,11 +99,11 @@ def _test_folder(runner, cmd, folder, output, request):
     with click.progressbar(files, label="processing", file=sys.stderr) as bar:
         for path in bar:
             relative = path.relative_to(folder)
-            response = _run(runner, cmd, path, request)
-            if response.status >= 400:
-                failures.append((relative, response))
-                continue
-            _write(output / relative, response.body)
+            with _running(runner, cmd, path, request) as response:
+                if response.status >= 400:
+                    failures.append((relative, attrs.evolve(response, body=read_body(response.body))))
+                    continue
+                _write(output / relative, response.body)
     for relative, response in failures:
         click.echo(f"{relative}: ", err=True, nl=False)
         _print_error(response)
@@ -103,13 +112,18 @@ def _test_folder(runner, cmd, folder, output, request):
         sys.exit(EXIT_FAILED)
 
 
-def _write(path, data):
-    """Write an output file (and its folders), or stop with a clean error."""
+def _write(path, body):
+    """Write an output file (and its folders) from a body; its size, or stop with a clean error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        with open(path, "wb") as file:
+            return sum(file.write(chunk) for chunk in _chunks(body))
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _chunks(body):
+    return [body] if isinstance(body, bytes) else body.chunks()
 
 
 def _print_error(response):
@@ -118,12 +132,13 @@ def _print_error(response):
     A processor's own error answer need not be JSON: it is shown as its
     content type and text.
     """
+    body = read_body(response.body)
     try:
-        payload = json.loads(response.body)
+        payload = json.loads(body)
     except ValueError:
         payload = None
     if not isinstance(payload, dict):
-        text = bytes(response.body).decode("utf-8", errors="replace")
+        text = body.decode("utf-8", errors="replace")
         click.echo(f"{response.status} {response.content_type}: {text}", err=True)
         return
     details = payload.pop("traceback", None)
@@ -134,8 +149,11 @@ def _print_error(response):
 
 def _write_stdout(body):
     stream = click.get_binary_stream("stdout")
-    stream.write(body)
-    if body and not body.endswith(b"\n") and sys.stdout.isatty():
+    last = b""
+    for chunk in _chunks(body):
+        stream.write(chunk)
+        last = bytes(chunk[-1:]) or last
+    if last and last != b"\n" and sys.stdout.isatty():
         stream.write(b"\n")
     stream.flush()
 

@@ -13,15 +13,18 @@ gets the request's headers and the platform's X-Qiniu-Bucket, -Key and
 import base64
 import json
 import os
+import tempfile
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import attrs
 from tornado.iostream import StreamClosedError
 
+from ..app.bodies import FileBody, close_body
 from ..app.media import sniff_file
 from ..errors import BadRequest, Forbidden, NotFound, UfopError
 from ..http.handlers import JsonHandler
+from ..http.streamed import body_chunks
 
 MAX_STEPS = 30  # the platform's limit on a pipeline
 CHUNK_BYTES = 64 << 10  # a file is sent in pieces of this size, never read whole
@@ -45,16 +48,30 @@ class BucketHandler(JsonHandler):
             steps = [unquote(step) for step in query.split("|")]
             headers = _platform_headers(self.request.headers, Path(self.server.bucket).name, key, steps)
             response = await self._pipeline(steps, file, url, headers)
-        self.write_response(response)
-        self.finish()
+        if isinstance(response.body, bytes):
+            self.write_response(response)
+            self.finish()
+            return
+        try:
+            self.write_response(attrs.evolve(response, body=b""))
+            self.clear_header("Content-Length")
+            await self._send(body_chunks(response.body), getattr(response.body, "length", None))
+        finally:
+            close_body(response.body)
 
     async def _send_file(self, file):
         """Send `file` a piece at a time, each flushed before the next is read, as StaticFileHandler does."""
         self.set_header("Content-Type", sniff_file(file))
-        self.set_header("Content-Length", os.fstat(file.fileno()).st_size)
+        await self._send(body_chunks(FileBody.of(file), CHUNK_BYTES), os.fstat(file.fileno()).st_size)
+
+    async def _send(self, chunks, length):
+        """Send the chunks (an async iterator), each flushed before the next is taken; chunked
+        when `length` is None."""
+        if length is not None:
+            self.set_header("Content-Length", length)
         try:
-            while chunk := file.read(CHUNK_BYTES):
-                self.write(chunk)
+            async for chunk in chunks:
+                self.write(bytes(chunk))
                 await self.flush()
         except StreamClosedError:
             return  # the client left: nothing to answer
@@ -80,12 +97,29 @@ class BucketHandler(JsonHandler):
             raise BadRequest(f"a pipeline has at most {MAX_STEPS} steps, this one has {len(steps)}")
         body = None
         for number, cmd in enumerate(steps, start=1):
-            reply = await self._step(number, cmd, body, file if number == 1 else None,
-                                     url if number == 1 else None, headers)
-            if reply.status >= 400:
-                return _numbered(reply, number, cmd)
-            body = reply.body
+            reply = await self._step(number, cmd, body, file, url if number == 1 else None, headers)
+            if number > 1 and file is not None:
+                file.close()  # the spooled output of the step before
+            if reply.status >= 400 or number == len(steps):
+                return _numbered(reply, number, cmd) if reply.status >= 400 else reply
+            body, file = reply.body, None
+            if not isinstance(body, bytes):  # a file or stream: the next step reads it from a file
+                body, file = None, await self._spooled(body)
         return reply
+
+    async def _spooled(self, body):
+        """A step's file or streamed output, copied into a temporary file (at its start) for the next."""
+        file = tempfile.TemporaryFile(dir=self.server.settings.spool_dir)  # noqa: SIM115 - the next step closes it
+        try:
+            async for chunk in body_chunks(body):
+                file.write(chunk)
+        except BaseException:
+            file.close()
+            raise
+        finally:
+            close_body(body)
+        file.seek(0)
+        return file
 
     async def _step(self, number, cmd, body, file, url, headers):
         name = cmd.partition("/")[0]
@@ -112,6 +146,8 @@ def _platform_headers(client_headers, bucket, key, steps):
 
 def _numbered(reply, number, cmd):
     """The error `reply` with "step k (cmd):" before its message."""
+    if not isinstance(reply.body, bytes):
+        return reply  # a file or stream: the processor's own, as it is
     try:
         payload = json.loads(reply.body)
         payload["error"] = f"step {number} ({cmd}): {payload['error']}"

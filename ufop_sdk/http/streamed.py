@@ -6,7 +6,7 @@ slow client paces the producer and the server holds about a MiB of the
 answer, whatever its size.
 """
 
-from ..app.bodies import AnswerCut, FileBody
+from ..app.bodies import CHUNK, AnswerCut, FileBody
 from .replies import response_head
 
 
@@ -20,26 +20,27 @@ async def write_streamed(connection, response, request_id, closing, limit, progr
     body = response.body
     await connection.write_headers(*response_head(response, request_id, closing, body.length))
     sent = 0
-    async for chunk in _chunks(body):
+    async for chunk in body_chunks(body):
         sent += len(chunk)
         if sent > limit:
             raise AnswerCut(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
         # One write at a time: Tornado's connection keeps one write's future (a second would orphan
         # the first); the socket's own buffer keeps the kernel sending meanwhile.
         await connection.write(chunk)
-        if not isinstance(body, FileBody):
-            body.taken(len(chunk))
         progress(len(chunk))
     if body.length is not None and sent != body.length:
         raise AnswerCut(f"the file answer changed while it was sent: {sent} of {body.length} bytes")
     return sent
 
 
-async def _chunks(body):
+async def body_chunks(body, size=CHUNK):
+    """The chunks of a FileBody, or of an executor's stream, which is told each one was `taken`
+    when the next is asked for (its consumer has sent it by then)."""
     if isinstance(body, FileBody):
         # Read on the loop: a file just written is read from the page cache
-        for chunk in body.chunks():
+        for chunk in body.chunks(size):
             yield chunk
         return
     while (chunk := await body.next()) is not None:
         yield chunk
+        body.taken(len(chunk))
