@@ -197,8 +197,6 @@ class RedisStream:
 
     async def next(self):
         """The next chunk; None at the end. Raises AnswerCut if the answer was cut off."""
-        if self.untold >= QUANTUM:
-            await self._give_credit()
         item = await self._pop()
         if item[:1] == DATA:
             return item[1:]
@@ -219,23 +217,20 @@ class RedisStream:
             self.cancelling = asyncio.ensure_future(self._cancel())
 
     async def _pop(self):
+        """The next item, credit going out in the same round trip once QUANTUM bytes were taken."""
         deadline = time.monotonic() + self.stall
         while (left := deadline - time.monotonic()) > 0:
+            pipeline = self.client.pipeline(transaction=False)
+            if self.untold >= QUANTUM:
+                pipeline.rpush(self.credit, self.untold).expire(self.credit, KEY_TTL)
+                self.untold = 0
             try:
-                item = await self.client.blpop([self.key], timeout=_poll(left))
+                item = (await pipeline.blpop([self.key], timeout=_poll(left)).execute())[-1]
             except (redis.RedisError, OSError) as exc:
                 raise AnswerCut(f"the broker failed while the answer was streamed: {exc}") from None
             if item is not None:
                 return item[1]
         raise AnswerCut(f"no chunk of the answer came from the worker within {self.stall:g}s")
-
-    async def _give_credit(self):
-        untold, self.untold = self.untold, 0
-        try:
-            await (self.client.pipeline(transaction=False)
-                   .rpush(self.credit, untold).expire(self.credit, KEY_TTL).execute())
-        except (redis.RedisError, OSError) as exc:
-            raise AnswerCut(f"the broker failed while the answer was streamed: {exc}") from None
 
     async def _forget_credit(self):
         """After the end, credit given as the worker ended would stay (until its TTL): delete it."""
