@@ -44,6 +44,7 @@ def test_defaults(tmp_path):
     ("UFOP_MAX_SOURCE_BYTES", "2 GiB", "max_source_bytes", 2 * 2**30),
     ("UFOP_BROKER_URL", "redis://redis:6379/0", "broker_url", "redis://redis:6379/0"),
     ("UFOP_BROKER_URL", "", "broker_url", None),
+    ("UFOP_MAX_CMD_BYTES", "64KiB", "max_cmd_bytes", 64 * 2**10),
 ])
 def test_each_variable_is_parsed(tmp_path, variable, text, field, value):
     settings = Settings.load(tmp_path, environ={variable: text})
@@ -112,6 +113,7 @@ def test_concurrency_is_workers_then_cpu_count_then_flavor_then_the_cpus(tmp_pat
     ("UFOP_MAX_BODY_BYTES", "-1"),
     ("UFOP_MAX_BODY_BYTES", "100TB"),
     ("UFOP_MAX_SOURCE_BYTES", "lots"),
+    ("UFOP_MAX_CMD_BYTES", "0"),
 ])
 def test_an_invalid_value_is_a_config_error_naming_the_variable_and_the_value(tmp_path, variable, text):
     with pytest.raises(ConfigError) as caught:

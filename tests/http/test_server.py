@@ -286,13 +286,45 @@ def test_a_header_that_would_split_the_response_is_a_500_not_an_injection(server
     assert server.post("t/echo", b"after")[::2] == (200, b"after")
 
 
-def test_a_cmd_over_4_kib_is_414_json_before_any_route_runs(server):
+def test_a_cmd_over_the_default_256_kib_is_414_json_and_one_within_is_routed(server):
     began = time.monotonic()
-    status, _, body = server.post("t/describe/" + "a" * (60 << 10))
+    status, _, body = server.post("t/describe/" + "a" * (256 << 10))
     assert status == 414, body[:200]
-    assert "4096" in error_of(body)["error"]
+    assert error_of(body)["error"] == f"the cmd is {(256 << 10) + 11} bytes, over the limit of 262144 bytes"
     assert time.monotonic() - began < 5
-    assert server.post("t/describe/" + "a" * 4000)[0] == 200  # within the cap, routed as before
+    status, _, body = server.post("t/describe/" + "a" * (250 << 10))  # 1000 mkzip URLs fit
+    assert status == 200
+    assert json.loads(body)["args"] == {"label": "a" * (250 << 10)}
+
+
+def test_a_cmd_within_the_limit_fully_percent_encoded_still_fits_the_request_line(server):
+    encoded = "".join(f"%{byte:02X}" for byte in ("t/describe/" + "a" * ((256 << 10) - 11)).encode())
+    status, _, body = server.request("POST", "/handler?cmd=" + encoded)
+    assert status == 200, body[:200]
+    status, _, body = server.request("POST", "/handler?cmd=" + encoded + "%61")
+    assert status == 414, body[:200]
+    assert error_of(body)["error"].endswith("over the limit of 262144 bytes")
+
+
+def test_ufop_max_cmd_bytes_sets_the_limit_and_a_longer_cmd_is_414_before_any_route_runs(make_project):
+    # This route backtracks quadratically: routed, a 300 KiB cmd would hold the event loop for minutes.
+    project = make_project("""
+        from ufop_sdk import Processor
+
+        class Backtracking(Processor):
+            route = r"(?P<a>.+)/(?P<b>.+)x"
+
+            def process(self, req):
+                return "routed"
+    """, env="UFOP_NAME=tests\n")
+    with Server(project, env={"UFOP_MAX_CMD_BYTES": "300KiB"}) as limited:
+        began = time.monotonic()
+        status, _, body = limited.post("tests/" + "a/" * (150 << 10) + "y")
+        assert status == 414, body[:200]
+        assert "over the limit of 307200 bytes" in error_of(body)["error"]
+        assert time.monotonic() - began < 5
+        assert limited.post("tests/a/bx")[::2] == (200, b"routed")
+        assert limited.health()[0] == 200
 
 
 @pytest.mark.parametrize("query, cmd", [("cmd=t/describe/first&cmd=t/describe/second", "t/describe/first"),

@@ -14,9 +14,14 @@ from harness import PROJECT, assert_unharmed, descriptor_count, held_connections
 from loadgen import echo, run_load
 from support import Server
 
+from ufop_sdk.app.settings import Settings
+from ufop_sdk.http.lifecycle import header_limit
+
 pytestmark = pytest.mark.reliability
 
 LIMIT = 64 << 10
+OVER_HEADERS = header_limit(Settings()) + (6 << 10)  # room for the longest cmd, percent-encoded, and more
+OVER_CMD = Settings().max_cmd_bytes + 1
 POST = b"POST /handler?cmd=t/echo HTTP/1.1\r\nHost: x\r\n"
 outcomes = {}
 
@@ -132,12 +137,14 @@ CASES = {
     "header name with a space": (POST + b"X A: b\r\nContent-Length: 1\r\n\r\na", REFUSED),
     "obsolete line folding": (POST + b"X-A: a\r\n b\r\nContent-Length: 1\r\n\r\na", REFUSED),
     # sizes
-    "a 70 KiB header": (POST + b"X-Big: " + b"a" * (70 << 10) + b"\r\nContent-Length: 1\r\n\r\na",
-                        REFUSED | {"431"}),
-    "a 70 KiB request line": (b"GET /" + b"a" * (70 << 10) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-                              REFUSED | {"414", "431"}),
-    "a 70 KiB cmd": (b"POST /handler?cmd=t/" + b"e" * (70 << 10) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-                     REFUSED | {"414", "431"}),
+    "a header past the header limit": (POST + b"X-Big: " + b"a" * OVER_HEADERS
+                                       + b"\r\nContent-Length: 1\r\n\r\na", REFUSED | {"431"}),
+    "a request line past the header limit": (b"GET /" + b"a" * OVER_HEADERS + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                                             REFUSED | {"414", "431"}),
+    "a cmd past the header limit": (b"POST /handler?cmd=t/" + b"e" * OVER_HEADERS
+                                    + b" HTTP/1.1\r\nHost: x\r\n\r\n", REFUSED | {"414", "431"}),
+    "a cmd past UFOP_MAX_CMD_BYTES": (b"POST /handler?cmd=t/" + b"e" * OVER_CMD + b" HTTP/1.1\r\nHost: x\r\n"
+                                      b"Content-Length: 1\r\n\r\na", {"414"}),
 }
 
 

@@ -121,6 +121,7 @@ ENVIRONMENT = {
     "log_dir": ("UFOP_LOG_DIR", parse_directory),
     "spool_dir": ("UFOP_SPOOL_DIR", parse_directory),
     "max_output_bytes": ("UFOP_MAX_OUTPUT_BYTES", parse_size),
+    "max_cmd_bytes": ("UFOP_MAX_CMD_BYTES", parse_size),
 }
 
 
@@ -160,6 +161,11 @@ class Settings:
     spool_dir: Path | None = None
     # an answer past this is refused before it is sent (bytes, a file) or cut off (a stream)
     max_output_bytes: int = 4 << 30
+    # A longer cmd is 414 before any route runs. mkzip's 1000 URLs of ~75 characters with aliases
+    # make 140 KB. Routes are matched on the server's event loop: at 256 KiB each sample's routes take
+    # under 1 ms and a `(?P<x>.*)` 0.08 ms, but one that backtracks quadratically (`(?P<a>.+)/(?P<b>.+)x`
+    # failing) 50 ms at 4 KiB, 8 s at 64 KiB and 2 minutes at 256 KiB (benchmarks/cmd_routes.py).
+    max_cmd_bytes: int = 256 << 10
 
     @classmethod
     def load(cls, project_dir=".", environ=None, **flags):

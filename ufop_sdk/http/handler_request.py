@@ -25,8 +25,6 @@ from .streamed import write_streamed
 
 log = logging.getLogger("ufop_sdk.server")
 
-# Users' route regexes run on the event loop: a cmd is matched only up to this long.
-MAX_CMD_CHARS = 4 << 10
 MAX_QUERY_FIELDS = 64
 USAGE = "POST /handler?cmd=<ufop-name>[/<params>][&url=<source>]"
 
@@ -110,8 +108,7 @@ class HandlerRequest(RefusableRequest):
         self.cmd = query.get("cmd")
         if not self.cmd:
             raise BadRequest(f"missing cmd: {USAGE}")
-        if len(self.cmd) > MAX_CMD_CHARS:
-            raise UfopError(f"the cmd is {len(self.cmd)} characters, over the limit of {MAX_CMD_CHARS}", 414)
+        _check_cmd_length(self.cmd, self.server.settings.max_cmd_bytes)
         self.url = query.get("url") or None
         self.match = self.server.resolve(self.cmd)
         self.processor = self.match.route.name
@@ -279,6 +276,13 @@ class HandlerRequest(RefusableRequest):
     def _close_body(self):
         if self.body is not None:  # None when refused before it was routed
             self.body.close()
+
+
+def _check_cmd_length(cmd, limit):
+    """Users' route regexes run on the event loop: a cmd is matched only up to UFOP_MAX_CMD_BYTES."""
+    size = len(cmd.encode())
+    if size > limit:
+        raise UfopError(f"the cmd is {size} bytes, over the limit of {limit} bytes", 414)
 
 
 def _query_parameters(query):

@@ -22,6 +22,12 @@ log = logging.getLogger("ufop_sdk.server")
 MAX_HEADER_BYTES = 64 << 10
 
 
+def header_limit(settings):
+    """Bytes a request's line and headers may take: room for the largest cmd (UFOP_MAX_CMD_BYTES),
+    percent-encoded (at worst three bytes each), so a cmd over the limit gets its JSON 414."""
+    return MAX_HEADER_BYTES + 3 * settings.max_cmd_bytes
+
+
 async def serve_until_stopped(server, host, port, *, background=(), extra_routes=()):
     """Serve `server` (a ServerState) until SIGTERM or SIGINT; returns once everything has stopped.
 
@@ -30,7 +36,7 @@ async def serve_until_stopped(server, host, port, *, background=(), extra_routes
     OSError when the port cannot be bound.
     """
     dispatcher = make_dispatcher(server, extra_routes)
-    http_server = _listen(dispatcher, host, port)
+    http_server = _listen(dispatcher, host, port, header_limit(server.settings))
     settle_garbage_collector()
     stop = _stop_on_signals()
     timers = [PeriodicCallback(server.access_log.flush, FLUSH_SECONDS * 1000),
@@ -54,8 +60,8 @@ async def serve_until_stopped(server, host, port, *, background=(), extra_routes
     log.info("stopped")
 
 
-def _listen(dispatcher, host, port):
-    http_server = HTTPServer(dispatcher, max_header_size=MAX_HEADER_BYTES,
+def _listen(dispatcher, host, port, max_header_size):
+    http_server = HTTPServer(dispatcher, max_header_size=max_header_size,
                              # /handler enforces its own limit and answers 413 in JSON.
                              max_body_size=1 << 62, decompress_request=False)
     # The dispatcher bounds how long a client takes to send its request (see
