@@ -152,6 +152,13 @@ def test_a_generator_answer_arrives_chunked_and_whole_and_its_generator_is_close
     wait_until(lambda: stream_keys(redis_server) == [], 5, "the stream's keys to go")
 
 
+def test_a_generator_reading_its_input_as_its_answer_goes_reads_all_of_it(server):
+    body = os.urandom(3 * MIB)  # over UFOP_INLINE_BYTES: it travels by its claim-check key
+    status, headers, answer = server.post("t/echo-stream", body, timeout=30)
+    assert status == 200 and headers["Transfer-Encoding"] == "chunked"
+    assert answer == body
+
+
 def test_a_slow_client_paces_the_worker_and_redis_holds_a_few_mib(server, redis_server, baseline, markers):
     received, ahead, held = 0, [], []
     with open_answer(server, "t/generate/slow/64", "slow-reader") as response:

@@ -186,3 +186,12 @@ class Brief(Generate):
 
     route = r"brief/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)(?:/(?P<then>fail|hang))?"
     timeout = 2
+
+
+class EchoStream(Processor):
+    """Streams its input back, 64 KiB at a time: it reads req.buffer while its answer is sent."""
+
+    route = r"echo-stream"
+
+    def process(self, req):
+        return iter(lambda: req.buffer.read(64 << 10), b"")

@@ -93,8 +93,14 @@ def _process(runner, client, settings, job, message):
         error = ProcessingTimeout("the request's input took too long to read")
         return Outcome(error_response(error, job.request_id))
     timeout = runner.app.routes.route_named(job.processor).timeout
-    with buffer, _processor_clock(timeout if job.url else None):
-        return runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer)
+    try:
+        with _processor_clock(timeout if job.url else None):
+            outcome = runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer)
+    except BaseException:
+        buffer.close()
+        raise
+    # Closed with the outcome, once the answer is sent: a stream may read its input as it goes.
+    return attrs.evolve(outcome, leftovers=(*outcome.leftovers, buffer))
 
 
 @contextlib.contextmanager
