@@ -38,6 +38,8 @@ import attrs
 import msgpack
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
+from redis._parsers import Encoder
+from redis.connection import PythonRespSerializer
 
 from ...app.bodies import CHUNK, AnswerCut
 from .leases import Lease
@@ -53,6 +55,7 @@ CREDIT_MARGIN = 10.0  # past the server's UFOP_WRITE_TIMEOUT, before a worker gi
 POLL_SECONDS = 2  # the longest single BLPOP, for a chunk or for credit
 DRAIN = 1000  # credit items a worker takes at once: far more than can be in flight
 DATA, END = b"d", b"e"
+PACKER_CUTOFF = 6000  # redis-py's: a value longer than this is sent apart, not copied into the command
 
 
 class Cancelled(Exception):
@@ -73,6 +76,14 @@ def stream_fields(names, reply_id, body):
     """The reply item's ``stream`` map for `body` (a FileBody or StreamBody)."""
     return {"length": getattr(body, "length", None), "key": names.chunks(reply_id),
             "credit": names.credit(reply_id), "answered": names.answered(reply_id)}
+
+
+def stream_client(url):
+    """A worker's Redis client for pushing chunks. It packs commands with redis-py's own packer,
+    which sends a large value as it is: hiredis's copies it, slowly (measured: 2.3 ms of CPU a
+    MiB pushed, against 0.6, the worker's share of a Celery file answer's throughput)."""
+    encode = Encoder("utf-8", "strict", False).encode
+    return redis.Redis.from_url(url, command_packer=PythonRespSerializer(PACKER_CUTOFF, encode))
 
 
 @attrs.frozen

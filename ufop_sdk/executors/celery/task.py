@@ -26,7 +26,7 @@ from ...response import error_response
 from ...sources.blocking import BlockingFetcher
 from ...sources.fetch import SourceFetcher, SourcePolicy
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, MAX_ATTEMPTS
-from .streams import Pace, send_stream, stream_fields
+from .streams import Pace, send_stream, stream_client, stream_fields
 
 log = logging.getLogger("ufop_sdk.celery")
 
@@ -47,6 +47,7 @@ def child_state(state):
                                           settings=state["settings"])
         state["runner"].setup_all()
         state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
+        state["streams"] = stream_client(state["settings"].broker_url)
     return state
 
 
@@ -78,10 +79,20 @@ def run_message(celery, message):
         outcome = Outcome(error_response(error, job.request_id))
     else:
         outcome = _process(state["runner"], client, settings, job, message)
+    _answer(state, message, outcome, time.monotonic() - began)
+
+
+def _answer(state, message, outcome, seconds):
+    """Push `outcome`'s answer to the server that sent `message`: a file or streamed answer then
+    follows in chunks (streams.py). The outcome is closed after the last chunk (or on a cancel)."""
+    settings, body = state["settings"], outcome.response.body
     try:
-        _send_reply(client, settings, state["names"], message, outcome.response, time.monotonic() - began)
+        reply = _send_reply(state["redis"], settings, state["names"], message, outcome.response, seconds)
+        if "stream" in reply:
+            send_stream(state["streams"], reply["stream"], body, settings.max_output_bytes,
+                        Pace.of(message["timeout"], settings))
     finally:
-        outcome.close()  # after the last chunk: the file or stream is closed, req.workdir removed
+        outcome.close()  # the file or stream closed, req.workdir removed
 
 
 def _process(runner, client, settings, job, message):
@@ -169,6 +180,4 @@ def _send_reply(client, settings, names, message, response, seconds):
     pipeline.lpush(message["reply_to"], msgpack.packb(reply, use_bin_type=True))
     pipeline.expire(message["reply_to"], KEY_TTL)
     pipeline.execute()
-    if "stream" in reply:
-        send_stream(client, reply["stream"], response.body, settings.max_output_bytes,
-                    Pace.of(message["timeout"], settings))
+    return reply
