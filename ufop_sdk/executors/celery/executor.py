@@ -26,7 +26,7 @@ from ..base import Executor, Reply
 from .app import make_celery_app
 from .fleet import HEARTBEAT_SECONDS, HEARTBEAT_TTL, Fleet, read_fleet
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames
-from .streams import POLL_SECONDS, RedisStream, cancel_stream
+from .streams import RedisStream, cancel_stream, stream_reader
 from .task import task_message
 
 log = logging.getLogger("ufop_sdk.celery")
@@ -55,8 +55,7 @@ class CeleryExecutor(Executor):
         self.listener_redis = redis.asyncio.Redis.from_url(
             settings.broker_url, socket_connect_timeout=BROKER_SECONDS, socket_timeout=LISTEN_SECONDS + 2)
         # A stream's BLPOPs hold their connections: a pool of their own, not the one sends and checks use.
-        self.stream_redis = redis.asyncio.Redis.from_url(
-            settings.broker_url, socket_connect_timeout=BROKER_SECONDS, socket_timeout=POLL_SECONDS + 2)
+        self.stream_redis = stream_reader(settings.broker_url, BROKER_SECONDS)
         self.reply_key = self.names.replies(uuid.uuid4().hex)
         self.sender = concurrent.futures.ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="ufop-send")
         self.waiting = {}

@@ -37,6 +37,7 @@ import time
 import attrs
 import msgpack
 import redis
+import redis.asyncio
 from celery.exceptions import SoftTimeLimitExceeded
 from redis._parsers import Encoder
 from redis.connection import PythonRespSerializer
@@ -84,6 +85,13 @@ def stream_client(url):
     MiB pushed, against 0.6, the worker's share of a Celery file answer's throughput)."""
     encode = Encoder("utf-8", "strict", False).encode
     return redis.Redis.from_url(url, command_packer=PythonRespSerializer(PACKER_CUTOFF, encode))
+
+
+def stream_reader(url, connect_seconds):
+    """The server's Redis client for streams (an asyncio one): each BLPOP returns within POLL_SECONDS,
+    and a chunk is read in one go rather than by 64 KiB."""
+    return redis.asyncio.Redis.from_url(url, socket_connect_timeout=connect_seconds,
+                                        socket_timeout=POLL_SECONDS + 2, socket_read_size=CHUNK)
 
 
 @attrs.frozen
