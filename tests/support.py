@@ -198,10 +198,12 @@ class Origin:
             server.post("t/echo", url=origin.url("/a.txt"))
 
     A path not set up answers 404. `requests` lists the paths asked for, in order.
+    With `tls` (a server-side ssl.SSLContext) it answers HTTPS.
     """
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", tls=None):
         self.host = host
+        self.tls = tls
         self.answers = {}
         self.requests = []
         self.closing = threading.Event()
@@ -209,6 +211,8 @@ class Origin:
     def __enter__(self):
         self.httpd = _QuietHTTPServer((self.host, 0), self._handler_class())
         self.port = self.httpd.server_address[1]
+        if self.tls is not None:
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()
@@ -220,8 +224,8 @@ class Origin:
         self.httpd.server_close()
         self.thread.join(5)
 
-    def url(self, path):
-        return f"http://{self.host}:{self.port}{path}"
+    def url(self, path, host=None):
+        return f"{'https' if self.tls else 'http'}://{host or self.host}:{self.port}{path}"
 
     def serve(self, path, body=b"", *, status=200, content_type=None, headers=None, delay=0.0,
               framing="length"):
@@ -244,6 +248,13 @@ class Origin:
     def redirect(self, path, location, status=302):
         self.serve(path, status=status, headers={"Location": location})
 
+    def stream(self, path, size, *, stall_after=None):
+        """Answer GET `path` with `size` random bytes (a Content-Length), 64 KiB a write, pausing for
+        good after `stall_after` bytes if given; returns the CountedAnswer that tells what was sent."""
+        answer = CountedAnswer(size, stall_after, self.closing)
+        self.answers[path] = answer
+        return answer
+
     def _handler_class(self):
         origin = self
 
@@ -263,6 +274,48 @@ class Origin:
                 pass
 
         return Handler
+
+
+class CountedAnswer:
+    """A large answer that counts the bytes the kernel took from it (`written`) until the client
+    closed the connection or all was sent (`ended`, an Event), and keeps what it sends (`sent`).
+    Both tell of the latest request for it.
+
+    Its socket's send buffer is fixed at 1 MiB, so that what the kernels hold for a client
+    that stopped reading (this buffer and the client's receive buffer) does not depend on the
+    machine's TCP autotuning limits.
+    """
+
+    PIECE = 64 << 10
+
+    def __init__(self, size, stall_after, closing):
+        self.size = size
+        self.stall_after = stall_after
+        self.closing = closing
+        self.sent = os.urandom(size)
+        self.written = 0
+        self.ended = threading.Event()
+
+    def __call__(self, handler):
+        self.written = 0
+        self.ended.clear()
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(self.size))
+        handler.end_headers()
+        try:
+            while self.written < self.size:
+                if self.stall_after is not None and self.written >= self.stall_after:
+                    self.closing.wait()
+                    return
+                piece = self.sent[self.written:self.written + self.PIECE]
+                handler.wfile.write(piece)
+                self.written += len(piece)
+        except OSError:
+            handler.close_connection = True  # the client hung up: what this answer is here to show
+        finally:
+            self.ended.set()
 
 
 def _send_body(handler, body, framing):

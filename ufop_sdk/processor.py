@@ -24,12 +24,23 @@ class Processor:
         timeout: seconds the processor may run; None uses ``UFOP_TIMEOUT``.
         Args: an attrs class built from the named groups, so its converters
             and validators type and check them. None gives a plain mapping.
+        max_cmd_bytes: the longest cmd (UTF-8 bytes) this route is tried on.
+            Routes run on the server's event loop, so a longer cmd is refused
+            (414) unless a processor that takes it says so, as mkzip's list
+            of a thousand URLs does (UFOP_MAX_CMD_BYTES caps every one).
+        prefetch: True (the default) gives ``req.buffer`` as a seekable file
+            holding the whole input. False gives a forward-only stream read as
+            the input arrives, with ``req.size`` None: a ``url`` source is
+            downloaded only as far as it is read, in the worker, under the same
+            guard and limits. See the README's "Streamed sources".
     """
 
     route = None
     accepts = ()
     timeout = None
     Args = None
+    max_cmd_bytes = 4096
+    prefetch = True
 
     def setup(self):
         """Runs once per worker process before its first request."""

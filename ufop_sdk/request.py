@@ -16,17 +16,21 @@ class Request:
 
     Attributes:
         buffer: the input, a binary seekable file at position 0 (a spooled
-            temporary file or a BytesIO; read it, don't keep it).
+            temporary file or a BytesIO; read it, don't keep it). With the
+            processor's ``prefetch = False``, a forward-only binary stream
+            (``read``, ``readinto``, ``peek``, iteration; not seekable), read
+            from the source as it is read, and closed when the request ends.
         args: the route's named groups that took part, as a mapping, or an
             instance of the processor's ``Args`` class built from them.
-        content_type: the media type sniffed from the bytes, e.g. ``image/png``.
+        content_type: the media type sniffed from the bytes, e.g. ``image/png``
+            (from the first 8 KiB, with ``prefetch = False`` as without).
         declared_content_type: the Content-Type the client or the source gave,
             or None.
         cmd: the cmd as received, e.g. ``myufop/thumbnail/200x200``.
         name: the ufop name, the cmd's first segment.
         params: the cmd after the name, which the route matched.
         url: the ``url`` parameter as received, before any redirect, or None.
-        size: the input's length in bytes.
+        size: the input's length in bytes; None with ``prefetch = False``.
         request_id: the id of this request in logs and error bodies.
         headers: the request's headers, a read-only mapping whose names match whatever their case.
 
@@ -43,7 +47,7 @@ class Request:
     cmd: str
     name: str
     params: str
-    size: int
+    size: int | None
     declared_content_type: str | None = None
     url: str | None = None
     request_id: str | None = None

@@ -59,6 +59,7 @@ class IndexLine:
 class MkzipUrls(Processor):
     route = r"mkzip/2(?P<options>/.+)"
     timeout = TIMEOUT
+    max_cmd_bytes = 256 << 10  # a thousand URLs with aliases: about 140 KB (its route is linear)
 
     @attrs.frozen
     class Args:

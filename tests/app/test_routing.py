@@ -106,7 +106,11 @@ def test_route_settings_are_normalised():
     ({"route": "a", "timeout": -1}, "timeout must be a positive number of seconds, got -1"),
     ({"route": "a", "timeout": True}, "timeout must be a positive number of seconds, got True"),
     ({"route": "a", "timeout": "10"}, "timeout must be a positive number of seconds, got '10'"),
+    ({"route": "a", "max_cmd_bytes": 0}, "max_cmd_bytes must be a positive number of bytes, got 0"),
+    ({"route": "a", "max_cmd_bytes": 1.5}, "max_cmd_bytes must be a positive number of bytes, got 1.5"),
     ({"route": "a", "timeout": float("nan")}, "timeout must be a positive number of seconds, got nan"),
+    ({"route": "a", "prefetch": "no"}, "prefetch must be True or False, got 'no'"),
+    ({"route": "a", "prefetch": 0}, "prefetch must be True or False, got 0"),
 ], ids=lambda value: ", ".join(f"{k}={v!r}" for k, v in value.items()) if isinstance(value, dict) else None)
 def test_an_invalid_declaration_is_a_project_error_naming_the_processor(attributes, complaint):
     with pytest.raises(ProjectError, match="^processor Thumbnail: ") as caught:
@@ -154,3 +158,10 @@ def test_the_table_repr_shows_each_route_as_declared():
     assert repr(table) == (
         r"RouteTable([Route(Thumbnail, 'thumbnail/(?P<width>\\d+)', accepts=('image/*',), timeout=30.0)])"
     )
+
+
+def test_a_streamed_processor_says_so_in_its_route():
+    [route] = RouteTable([processor("Head", route="head", prefetch=False)], 30)
+    assert route.prefetch is False
+    assert repr(route) == "Route(Head, 'head', accepts=(), timeout=30.0, prefetch=False)"
+    assert RouteTable([processor("Whole", route="whole")], 30).route_named("Whole").prefetch is True

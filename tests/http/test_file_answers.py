@@ -79,6 +79,18 @@ PROCESSORS = textwrap.dedent("""
             raise RuntimeError("failed after writing")
 
 
+    class Late(Processor):
+        \"\"\"Writes into its workdir, then runs past its timeout: its worker is killed.\"\"\"
+
+        route = r"late"
+        timeout = 1
+
+        def process(self, req):
+            (req.workdir / "partial.bin").write_bytes(b"x" * 1000)
+            (MARKERS / f"workdir-{req.request_id}").write_text(str(req.workdir))
+            time.sleep(30)
+
+
     class Chunks(Processor):
         \"\"\"Yields `count` chunks of `size` bytes, noting how many it made; its finally leaves one.\"\"\"
 
@@ -218,7 +230,7 @@ def test_the_input_returned_as_it_is_comes_back_intact(server):
 def test_the_workdir_is_removed_once_the_answer_is_sent(server, markers):
     assert post(server, "file/1000", request_id="workdir-sent")[0] == 200
     workdir = Path((markers / "workdir-workdir-sent").read_text())
-    assert workdir.parent == server.spool, "req.workdir is under UFOP_SPOOL_DIR"
+    assert workdir.parent.parent == server.spool, "req.workdir is under UFOP_SPOOL_DIR"
     server.wait_until(lambda: not workdir.exists(), 5, "the workdir to be removed")
 
 
@@ -228,6 +240,14 @@ def test_the_workdir_is_removed_when_the_processor_fails(server, markers):
     assert status == 500 and "Failing" in json.loads(body)["error"]
     workdir = Path((markers / "workdir-workdir-failed").read_text())
     server.wait_until(lambda: not workdir.exists(), 5, "the workdir to be removed")
+
+
+def test_the_workdir_of_a_worker_killed_at_its_timeout_is_removed(server, markers):
+    status, _, _ = post(server, "late", request_id="workdir-late")
+    assert status == 504
+    workdir = Path((markers / "workdir-workdir-late").read_text())
+    server.wait_until(lambda: not workdir.exists(), 5, "the killed worker's workdir to be removed")
+    assert not workdir.parent.exists(), "its process's folder goes with it"
 
 
 def test_a_generator_answer_is_sent_chunked_and_intact(server):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import PROJECTS, Server, post_concurrently
+from support import PROJECTS, Server, access_line, post_concurrently
 
 SERVER = PROJECTS / "server"
 GENERATED_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -288,17 +288,46 @@ def test_a_header_that_would_split_the_response_is_a_500_not_an_injection(server
 
 def test_a_cmd_over_the_default_256_kib_is_414_json_and_one_within_is_routed(server):
     began = time.monotonic()
-    status, _, body = server.post("t/describe/" + "a" * (256 << 10))
+    status, _, body = server.post("t/long/" + "a" * (256 << 10))
     assert status == 414, body[:200]
-    assert error_of(body)["error"] == f"the cmd is {(256 << 10) + 11} bytes, over the limit of 262144 bytes"
+    assert error_of(body)["error"] == f"the cmd is {(256 << 10) + 7} bytes, over the limit of 262144 bytes"
     assert time.monotonic() - began < 5
-    status, _, body = server.post("t/describe/" + "a" * (250 << 10))  # 1000 mkzip URLs fit
-    assert status == 200
+    status, _, body = server.post("t/long/" + "a" * (250 << 10), headers={"X-Request-Id": "long-cmd"})
+    assert status == 200  # 1000 mkzip URLs fit
     assert json.loads(body)["args"] == {"label": "a" * (250 << 10)}
+    logged = access_line(server, "long-cmd")["cmd"]
+    assert logged == "t/long/" + "a" * (4096 - 7) + f"... ({(250 << 10) + 7} characters)", "its head only"
+
+
+def test_a_cmd_over_4_kib_is_routed_only_to_a_processor_that_takes_one(server):
+    assert server.post("t/describe/" + "a" * (4096 - 11))[0] == 200
+    status, _, body = server.post("t/describe/" + "a" * (4096 - 10))
+    assert status == 414, body[:200]
+    assert "no processor that takes a cmd this long matches it" in error_of(body)["error"]
+    assert server.post("t/long/" + "a" * (4096 - 6))[0] == 200
+
+
+def test_a_long_cmd_never_runs_a_route_that_did_not_ask_for_it(make_project):
+    # This route backtracks quadratically: tried on a 200 KiB cmd it would hold the event loop for minutes.
+    project = make_project("""
+        from ufop_sdk import Processor
+
+        class Backtracking(Processor):
+            route = r"(?P<a>.+)/(?P<b>.+)x"
+
+            def process(self, req):
+                return "routed"
+    """, env="UFOP_NAME=tests\n")
+    with Server(project) as server:
+        began = time.monotonic()
+        status, _, body = server.post("tests/" + "a/" * (100 << 10) + "y")
+        assert status == 414, body[:200]
+        assert time.monotonic() - began < 5
+        assert server.post("tests/a/bx")[::2] == (200, b"routed")
 
 
 def test_a_cmd_within_the_limit_fully_percent_encoded_still_fits_the_request_line(server):
-    encoded = "".join(f"%{byte:02X}" for byte in ("t/describe/" + "a" * ((256 << 10) - 11)).encode())
+    encoded = "".join(f"%{byte:02X}" for byte in ("t/long/" + "a" * ((256 << 10) - 7)).encode())
     status, _, body = server.request("POST", "/handler?cmd=" + encoded)
     assert status == 200, body[:200]
     status, _, body = server.request("POST", "/handler?cmd=" + encoded + "%61")
@@ -313,6 +342,7 @@ def test_ufop_max_cmd_bytes_sets_the_limit_and_a_longer_cmd_is_414_before_any_ro
 
         class Backtracking(Processor):
             route = r"(?P<a>.+)/(?P<b>.+)x"
+            max_cmd_bytes = 1 << 20
 
             def process(self, req):
                 return "routed"

@@ -1,9 +1,12 @@
-"""What `req.fetch` and `req.fetch_all` use during one request, and what they leave to close after it.
+"""What `req.fetch` and `req.fetch_all` use during one request, and what they leave to close after it;
+and the streamed source of a processor with ``prefetch = False``.
 
 The fetcher itself (sources/blocking.py's BlockingFetcher, on Tornado) is
 given by whoever runs the processors (a worker, ``ufop-sdk test``,
 ufop_sdk.testing), so this module imports no HTTP client.
 """
+
+from .inputs import forward_only
 
 
 class RequestFetches:
@@ -25,6 +28,13 @@ class RequestFetches:
                                            timeout=timeout)
         self._opened.append(results)
         return self._keeping(results)
+
+    def open_stream(self, url):
+        """The ``url`` source as a forward-only stream (see inputs.py), read from the origin as it is
+        read, and its declared Content-Type. Raises a UfopError as a source's fetch does."""
+        source = self._engine().open_stream(url)
+        self._opened.append(source)  # closed at the request's end, however far it was read
+        return forward_only(source), source.content_type
 
     def close(self):
         """Close every file handed out and cancel fetches still running; never raises."""

@@ -63,7 +63,7 @@ class Job(_Travels):
     timeout: float
     request_id: str
     declared_content_type: str | None = None  # the client's Content-Type, or a fetched source's
-    url: str | None = None  # a source the server fetched, or the worker fetches (Celery)
+    url: str | None = None  # a source the server fetched, or the worker fetches (Celery) or streams
     # {name: value}, a repeated name's values joined; bounded by the server's limit on a request's headers
     headers: dict = attrs.field(factory=dict, repr=False)
     body: bytes | None = attrs.field(default=None, metadata=STAYS, repr=False)

@@ -21,6 +21,7 @@ from json.encoder import encode_basestring
 
 FLUSH_SECONDS = 0.25
 BUFFERED_LINES = 512
+LOGGED_CMD_CHARS = 4096
 LOG_FILE = "ufop.log"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -53,6 +54,8 @@ class AccessLog:
         and they get JSON's own.
         """
         ms = ",".join([f'"{stage}":{seconds * 1000:.2f}' for stage, seconds in timings.items()])
+        if cmd is not None and len(cmd) > LOGGED_CMD_CHARS:  # mkzip's may be 256 KiB: the log keeps its head
+            cmd = f"{cmd[:LOGGED_CMD_CHARS]}... ({len(cmd)} characters)"
         self.lines.append(
             f'{{"time":{time.time():.3f},"request_id":{_json_string(request_id)},"cmd":{_json_string(cmd)},'
             f'"processor":{_json_string(processor)},"status":{status},"bytes_in":{bytes_in},'

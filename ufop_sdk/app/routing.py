@@ -12,7 +12,7 @@ from numbers import Real
 import attrs
 
 from ..arguments import check_args_class
-from ..errors import BadRequest, NotFound, ProjectError
+from ..errors import BadRequest, NotFound, ProjectError, UfopError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -55,14 +55,17 @@ class Route:
     pattern: re.Pattern
     accepts: tuple
     timeout: float
+    max_cmd_bytes: int = 4096
+    prefetch: bool = True
 
     @property
     def name(self):
         return self.processor.__qualname__
 
     def __repr__(self):
+        streamed = "" if self.prefetch else ", prefetch=False"
         return (f"Route({self.name}, {self.pattern.pattern!r}, accepts={self.accepts!r}, "
-                f"timeout={self.timeout!r})")
+                f"timeout={self.timeout!r}{streamed})")
 
 
 @attrs.frozen
@@ -84,8 +87,9 @@ class RouteTable:
             if self._by_name.setdefault(route.name, route) is not route:
                 raise ProjectError(f"two processors are named {route.name}: rename one")
 
-    def match(self, params, rest=None):
-        """The first route that fully matches `params`, or None.
+    def match(self, params, rest=None, cmd_bytes=0):
+        """The first route that fully matches `params`, or None; a route is tried only on a
+        cmd of at most its processor's `max_cmd_bytes` (`cmd_bytes`: the cmd's length).
 
         `rest` is the cmd after the ufop name (``""`` for a bare name, ``"/"``
         for ``"name/"``), which qiniu-ufop routes (ufop_sdk.compat) match
@@ -94,6 +98,8 @@ class RouteTable:
         if rest is None:
             rest = "/" + params if params else ""
         for route in self.routes:
+            if cmd_bytes > route.max_cmd_bytes:
+                continue
             found = _match_route(route.pattern, params, rest)
             if found:
                 groups = {k: v for k, v in found.groupdict().items() if v is not None}
@@ -101,11 +107,17 @@ class RouteTable:
         return None
 
     def resolve(self, cmd):
-        """The RouteMatch for a full cmd; raises BadRequest (no cmd) or NotFound."""
+        """The RouteMatch for a full cmd; raises BadRequest (no cmd), NotFound, or a 414 for a cmd
+        longer than the processors that might match it take."""
         name, params = split_cmd(cmd)
-        match = self.match(params, rest=cmd[len(name):])
+        cmd_bytes = len(cmd) if cmd.isascii() else len(cmd.encode())
+        match = self.match(params, rest=cmd[len(name):], cmd_bytes=cmd_bytes)
         if match is None:
-            raise NotFound(f"no processor matches {params!r} (cmd {cmd!r})")
+            if any(cmd_bytes > route.max_cmd_bytes for route in self.routes):
+                raise UfopError(f"the cmd is {cmd_bytes} bytes, and no processor that takes a cmd this long "
+                                f"matches it (a processor takes at most its max_cmd_bytes, 4096 unless "
+                                f"it says more)", 414)
+            raise NotFound(f"no processor matches {_shown(params)} (cmd {_shown(cmd)})")
         return match
 
     def route_named(self, name):
@@ -120,6 +132,11 @@ class RouteTable:
 
     def __repr__(self):
         return f"RouteTable({list(self.routes)!r})"
+
+
+def _shown(text, most=200):
+    """`text` quoted for a message, cut to its first `most` characters: an error echoes no 256 KiB cmd."""
+    return repr(text) if len(text) <= most else f"{text[:most]!r}... ({len(text)} characters)"
 
 
 def _match_route(pattern, params, rest):
@@ -155,7 +172,14 @@ def compile_route(cls, default_timeout):
         problem = check_args_class(cls.Args, pattern.groupindex)
         if problem:
             raise ProjectError(f"processor {name}: {problem}")
-    return Route(cls, pattern, tuple(accepts), float(timeout))
+    limit = getattr(cls, "max_cmd_bytes", 4096)  # qiniu-ufop's processors have none
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ProjectError(f"processor {name}: max_cmd_bytes must be a positive number of bytes, "
+                           f"got {limit!r}")
+    prefetch = getattr(cls, "prefetch", True)
+    if not isinstance(prefetch, bool):
+        raise ProjectError(f"processor {name}: prefetch must be True or False, got {prefetch!r}")
+    return Route(cls, pattern, tuple(accepts), float(timeout), max_cmd_bytes=limit, prefetch=prefetch)
 
 
 def _warn_on_duplicates(routes):

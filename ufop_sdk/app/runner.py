@@ -12,8 +12,9 @@ from ..request import Request
 from ..response import error_response, to_response
 from .bodies import close_body, read_body
 from .fetches import RequestFetches
+from .inputs import forward_only
 from .jobs import Job
-from .media import media_type_matches, sniff_file
+from .media import SNIFF_BYTES, media_type_matches, sniff_bytes, sniff_file
 from .routing import split_cmd
 from .workdir import Workdir
 
@@ -123,6 +124,8 @@ class ProcessorRunner:
         processor, request_id = job.processor, job.request_id
         try:
             route = self.app.routes.route_named(processor)
+            if not route.prefetch:
+                job, buffer = _streamed_input(job, buffer, fetches)
             request = _build_request(route, job, buffer, fetches, workdir)
             value = self._instance(route).process(request)
             return self._bounded(to_response(value, processor), processor)
@@ -166,17 +169,33 @@ class ProcessorRunner:
         return instance
 
 
+def _streamed_input(job, buffer, fetches):
+    """The input of a processor with ``prefetch = False``, forward-only: over the ``url`` source,
+    which no one fetched (opened here, taken as it is read; the job with the source's declared
+    Content-Type), else over `buffer` (the body the server spooled, a local file)."""
+    if job.url is None:
+        return job, forward_only(buffer)
+    stream, declared = fetches.open_stream(job.url)
+    return attrs.evolve(job, declared_content_type=declared), stream
+
+
 def _build_request(route, job, buffer, fetches, workdir):
     name, params = split_cmd(job.cmd)
     args = build_args(route.processor.Args, job.groups)
-    content_type = sniff_file(buffer)
+    # A stream's first bytes were read ahead for this: peek gives them, and they are read again.
+    content_type = sniff_file(buffer) if route.prefetch else sniff_bytes(buffer.peek(SNIFF_BYTES))
     if route.accepts and not any(media_type_matches(p, content_type) for p in route.accepts):
         raise UnsupportedMediaType(
             f"processor {route.name!r} accepts {', '.join(route.accepts)}, got {content_type}")
-    buffer.seek(0, 2)
-    size = buffer.tell()
-    buffer.seek(0)
+    size = _size(buffer) if route.prefetch else None
     return Request(buffer=buffer, args=args, content_type=content_type, cmd=job.cmd, name=name,
                    params=params, size=size, declared_content_type=job.declared_content_type,
                    url=job.url, request_id=job.request_id, fetches=fetches, headers=job.headers,
                    scratch=workdir)
+
+
+def _size(buffer):
+    buffer.seek(0, 2)
+    size = buffer.tell()
+    buffer.seek(0)
+    return size

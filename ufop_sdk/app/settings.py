@@ -164,7 +164,8 @@ class Settings:
     # A longer cmd is 414 before any route runs. mkzip's 1000 URLs of ~75 characters with aliases
     # make 140 KB. Routes are matched on the server's event loop: at 256 KiB each sample's routes take
     # under 1 ms and a `(?P<x>.*)` 0.08 ms, but one that backtracks quadratically (`(?P<a>.+)/(?P<b>.+)x`
-    # failing) 50 ms at 4 KiB, 8 s at 64 KiB and 2 minutes at 256 KiB (benchmarks/cmd_routes.py).
+    # failing) 50 ms at 4 KiB, 8 s at 64 KiB and 2 minutes at 256 KiB (benchmarks/cmd_routes.py):
+    # so a route is tried on a cmd over 4 KiB only when its processor's max_cmd_bytes says it takes one.
     max_cmd_bytes: int = 256 << 10
 
     @classmethod

@@ -11,6 +11,7 @@ class Executor:
 
     `fetches_sources` says who downloads a ``url`` source: False, the server
     before submitting (the Job then carries the bytes); True, the worker.
+    A processor with ``prefetch = False`` reads its source in the worker either way.
 
         reply = await executor.submit(job)
         assert reply.status == 200

@@ -71,14 +71,15 @@ class ServerState:
         """Start one routed cmd on its input (`body` bytes or an open `file`): a Future of its Reply.
 
         With only a `url`, the source is fetched here first, unless the
-        executor's workers fetch sources themselves, and `timings` gets
+        executor's workers fetch sources themselves or the processor streams
+        it (``prefetch = False``: its worker reads it), and `timings` gets
         its seconds under "fetch". `headers` ({name: value}) go to the processor. Raises UfopError when
         the request is refused at once (Overloaded), and the Future fails
         with UfopError when it is refused later. The Future is the
         executor's own when there is nothing to fetch, so the hot path runs
         no task of its own.
         """
-        if url is not None and body is None and file is None and not self.executor.fetches_sources:
+        if url is not None and body is None and file is None and self._fetches_here(match.route):
             # Admitted before anything is downloaded: when the server is full, the answer is 503 at once.
             admission = self.executor.admit()
             fetching = asyncio.ensure_future(self._fetch_and_process(
@@ -87,6 +88,9 @@ class ServerState:
             return fetching
         return asyncio.ensure_future(
             self._submit(match, cmd, request_id, url, declared_content_type, body, file, headers=headers))
+
+    def _fetches_here(self, route):
+        return not self.executor.fetches_sources and route.prefetch
 
     def _submit(self, match, cmd, request_id, url, declared_content_type, body=None, file=None,
                 admission=None, headers=None):

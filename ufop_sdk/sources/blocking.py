@@ -1,5 +1,6 @@
 """`req.fetch`'s engine in a process that runs processors: the guarded SourceFetcher, on an
-event loop in a thread of its own, behind a blocking API.
+event loop in a thread of its own, behind a blocking API. (And the opener of a streamed
+source, stream.py, which needs no thread.)
 
 A thread rather than ``asyncio.run`` per call: `fetch_all` keeps many fetches
 running while the processor takes the results, and it works the same from a
@@ -23,6 +24,7 @@ from ..errors import UfopError
 from ..request import FetchedUrl
 from .fetch import SourceFetcher, SourcePolicy
 from .networks import DEFAULT_BLOCKED_NETWORKS
+from .stream import open_stream
 
 # Tornado queues fetches past its max_clients, and times them out while queued:
 # the bound is each fetch_all's concurrency, not this.
@@ -81,6 +83,15 @@ class BlockingFetcher:
             for future in pending:
                 _abandon(future)
 
+    def open_stream(self, url):
+        """The body of the source `url` as a SourceStream (stream.py), taken from the origin as it is
+        read, in the caller's thread (a processor's with ``prefetch = False``). Raises a UfopError as a
+        prefetched source's fetch does; the same messages, as it is the request's own source."""
+        return open_stream(url, self._policy())
+
+    def _policy(self):
+        return SourcePolicy.from_settings(self.settings, self.default_blocked)
+
     def _submit(self, url, max_bytes, timeout, semaphore=None):
         coroutine = self._fetch(url, max_bytes, timeout, semaphore or contextlib.nullcontext())
         return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
@@ -104,8 +115,7 @@ class BlockingFetcher:
 
     async def _new_fetcher(self):
         logging.getLogger("tornado.application").addFilter(_QUIET_CANCELLED)  # once: filters are a set
-        policy = SourcePolicy.from_settings(self.settings, self.default_blocked)
-        return SourceFetcher(policy, max_clients=MAX_CLIENTS)  # on the loop that will run it
+        return SourceFetcher(self._policy(), max_clients=MAX_CLIENTS)  # on the loop that will run it
 
 
 class _QuietCancelled(logging.Filter):

@@ -44,6 +44,16 @@ class SourcePolicy:
     def is_blocked(self, address):
         return is_blocked(address, self.blocked_networks)
 
+    def allowed_addresses(self, host, addresses):
+        """The (family, sockaddr) pairs `host` resolved to, without the blocked ones; raises Forbidden
+        when none is left. Checked on the addresses a connection will use, so that a name that
+        resolves to 127.0.0.1 and a redirect to an internal host are both stopped."""
+        allowed = [entry for entry in addresses if not self.is_blocked(entry[1][0])]
+        if not allowed:
+            raise Forbidden(f"source host {host!r} resolves to a blocked address "
+                            f"({addresses[0][1][0]}); see UFOP_BLOCKED_NETWORKS")
+        return allowed
+
     def check_url(self, url, redirected=False):
         """Raise for a URL that may not be fetched: Forbidden for a host not allowed; for a
         non-HTTP URL BadRequest, or SourceError when the source `redirected` to it."""
@@ -64,23 +74,15 @@ def _warn_empty_blocked_networks():
 
 
 class GuardedResolver(Resolver):
-    """Resolves with `resolver` (the default one if None) and drops blocked addresses.
-
-    Checking at connect time, on the address actually used, is what stops a
-    name that resolves to 127.0.0.1 and a redirect to an internal host alike.
-    """
+    """Resolves with `resolver` (the default one if None) and drops blocked addresses
+    (SourcePolicy.allowed_addresses): Tornado connects only to what it returns."""
 
     def initialize(self, policy, resolver=None):
         self.policy = policy
         self.resolver = resolver or DefaultLoopResolver()
 
     async def resolve(self, host, port, family=0):
-        addresses = await self.resolver.resolve(host, port, family)
-        allowed = [entry for entry in addresses if not self.policy.is_blocked(entry[1][0])]
-        if not allowed:
-            raise Forbidden(f"source host {host!r} resolves to a blocked address "
-                            f"({addresses[0][1][0]}); see UFOP_BLOCKED_NETWORKS")
-        return allowed
+        return self.policy.allowed_addresses(host, await self.resolver.resolve(host, port, family))
 
 
 @attrs.frozen
@@ -119,7 +121,7 @@ class SourceFetcher:
                     spool.reset()
                     continue
                 if not 200 <= response.code < 300:
-                    raise SourceError(f"the source answered {response.code} {response.reason}")
+                    raise status_error(response.code, response.reason)
                 return Fetched(spool, response.headers.get("Content-Type"), url)
             raise SourceError(f"the source redirected more than {MAX_REDIRECTS} times")
         except BaseException:
@@ -137,9 +139,9 @@ class SourceFetcher:
         try:
             response = await self.client.fetch(request, raise_error=False)
         except Exception as exc:  # noqa: BLE001 - connection failures, timeouts, our own refusals
-            raise transfer.error or _fetch_error(exc, url, policy.timeout) from None
+            raise transfer.error or fetch_error(exc, url, policy.timeout) from None
         if response.code == 599:
-            raise transfer.error or _fetch_error(response.error, url, policy.timeout)
+            raise transfer.error or fetch_error(response.error, url, policy.timeout)
         return response
 
     def close(self):
@@ -159,8 +161,7 @@ class _Transfer:
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length" and value.strip().isdecimal():
             if int(value) > self.max_bytes:
-                self._refuse(PayloadTooLarge(f"the source is {int(value)} bytes, over the limit of "
-                                             f"{self.max_bytes} bytes"))
+                self._refuse(too_large(int(value), self.max_bytes))
 
     def chunk(self, data):
         try:
@@ -194,10 +195,22 @@ class _QuietRefusals(logging.Filter):
 _QUIET_REFUSALS = _QuietRefusals()
 
 
-def _fetch_error(error, url, timeout):
+def status_error(code, reason):
+    """What a source that answered other than 2xx is: a SourceError (502)."""
+    return SourceError(f"the source answered {code} {reason}")
+
+
+def too_large(length, max_bytes):
+    """What a source whose Content-Length is over the limit is: PayloadTooLarge (413)."""
+    return PayloadTooLarge(f"the source is {length} bytes, over the limit of {max_bytes} bytes")
+
+
+def fetch_error(error, url, timeout):
+    """The UfopError for a fetch of `url` that failed with `error`: a timeout (Tornado's or a
+    socket's) is ProcessingTimeout (504), any other failure a SourceError (502) naming the host."""
     if isinstance(error, UfopError):
         return error
-    if isinstance(error, HTTPTimeoutError):
+    if isinstance(error, (HTTPTimeoutError, TimeoutError)):
         return ProcessingTimeout(f"fetching the source took over {timeout:g}s")
     host = urlsplit(url).hostname
     return SourceError(f"cannot fetch the source from {host}: {error or 'connection failed'}")

@@ -24,6 +24,13 @@ class Describe(Processor):
                 "pid": os.getpid()}
 
 
+class Long(Describe):
+    """Describe, for cmds up to 256 KiB (a processor's are at most 4 KiB unless it says more)."""
+
+    route = r"long/(?P<label>[^/]+)"
+    max_cmd_bytes = 256 << 10
+
+
 class Sleep(Processor):
     route = r"sleep/(?P<seconds>[0-9.]+)"
     timeout = 2

@@ -97,7 +97,7 @@ def _answer(state, message, outcome, seconds):
 
 def _process(runner, client, settings, job, message):
     try:
-        buffer, declared = _open_input(client, settings, job, message)
+        buffer, declared = _open_input(client, settings, job, message, runner.app.routes)
     except UfopError as exc:
         return Outcome(error_response(exc, job.request_id))
     except SoftTimeLimitExceeded:  # while reading the input: answered, never silence
@@ -134,10 +134,15 @@ def _out_of_time(signum, frame):
     raise SoftTimeLimitExceeded()  # what the runner answers 504, as for Celery's own soft limit
 
 
-def _open_input(client, settings, job, message):
-    """The input as a binary file and its declared content type: inline, by key, or fetched."""
-    if job.url:
+def _open_input(client, settings, job, message, routes):
+    """The input as a binary file and its declared content type: inline, by key, or fetched.
+
+    A ``url`` source the processor streams (``prefetch = False``) is not fetched here: the
+    runner opens it as the processor reads, and the file given is empty."""
+    if job.url and routes.route_named(job.processor).prefetch:
         return _fetch(settings, job.url)
+    if job.url:
+        return io.BytesIO(), job.declared_content_type
     if message.get("body_key"):
         # Read, not taken: if this worker dies, the task is delivered again and needs it.
         # The key goes with the answer (_send_reply), or with its TTL.

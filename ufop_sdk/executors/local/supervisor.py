@@ -9,8 +9,10 @@ scheduler's (pool.py): the supervisor tells it what becomes of them.
 
 import asyncio
 import logging
+import shutil
 import sys
 
+from ...app.workdir import folder_of
 from .worker import WorkerLost, WorkerProcess
 
 log = logging.getLogger("ufop_sdk.pool")
@@ -46,6 +48,7 @@ class Supervisor:
         if self.debug:
             self.command.append("--debug")
         self.size = settings.concurrency
+        self.spool_dir = settings.spool_dir
 
     async def start(self):
         await asyncio.gather(*(self._spawn(self.generation) for _ in range(self.size)))
@@ -114,6 +117,10 @@ class Supervisor:
     def worker_exited(self, worker, code):
         if not (worker.timed_out or worker.retired or self.closing):
             log.error("worker %s died (exit code %s); starting another", worker.pid, code)
+        # What its requests left in req.workdir (a worker killed at a timeout never removed it);
+        # in a thread, as a large folder takes a while.
+        self._background(asyncio.to_thread(shutil.rmtree, folder_of(self.spool_dir, worker.pid),
+                                           ignore_errors=True))
 
     # Inside the supervisor
 
