@@ -122,3 +122,76 @@ class Resize(Processor):
 
     def process(self, req):
         return {**attrs.asdict(req.args), "content_type": req.content_type, "size": req.size}
+
+
+MIB = 1 << 20
+
+
+def block(index):
+    """The `index`th MiB of a generated answer: a different byte pattern for every MiB."""
+    return index.to_bytes(4, "big") * (MIB // 4)
+
+
+def generated(mib):
+    """The bytes of a generated answer of `mib` MiB, whole (for the tests to compare)."""
+    return b"".join(block(index) for index in range(mib))
+
+
+class FileAnswer(Processor):
+    """Writes `mib` MiB to a file in req.workdir and answers the path; the workdir's path goes to
+    MARKER_DIR/<name>.workdir."""
+
+    route = r"file-answer/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)"
+    timeout = 10
+
+    def process(self, req):
+        (Path(os.environ["MARKER_DIR"]) / f"{req.args['name']}.workdir").write_text(str(req.workdir))
+        path = req.workdir / "answer.bin"
+        with open(path, "wb") as file:
+            for index in range(int(req.args["mib"])):
+                file.write(block(index))
+        return path, "application/x-generated"
+
+
+class Generate(Processor):
+    """Yields `mib` blocks of a MiB, then raises (``/fail``) or hangs for 30 s (``/hang``) if told.
+    MARKER_DIR/<name>.progress says how many it yielded so far; <name>.closed appears when the
+    generator is closed or ends."""
+
+    route = r"generate/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)(?:/(?P<then>fail|hang))?"
+    timeout = 10
+
+    def process(self, req):
+        trace(req.args["name"], "started")
+        return self.blocks(Path(os.environ["MARKER_DIR"]) / req.args["name"], int(req.args["mib"]),
+                           req.args.get("then"))
+
+    @staticmethod
+    def blocks(marker, mib, then):
+        try:
+            for index in range(mib):
+                marker.with_suffix(".progress").write_text(str(index + 1))
+                yield block(index)
+            if then == "fail":
+                raise RuntimeError("the generator failed on purpose")
+            if then == "hang":
+                time.sleep(30)
+                yield b"too late"
+        finally:
+            marker.with_suffix(".closed").touch()
+
+
+class Brief(Generate):
+    """Generate with a timeout of 2 s: time enough for each chunk, not for a slow client's whole answer."""
+
+    route = r"brief/(?P<name>[a-z0-9-]+)/(?P<mib>[0-9]+)(?:/(?P<then>fail|hang))?"
+    timeout = 2
+
+
+class EchoStream(Processor):
+    """Streams its input back, 64 KiB at a time: it reads req.buffer while its answer is sent."""
+
+    route = r"echo-stream"
+
+    def process(self, req):
+        return iter(lambda: req.buffer.read(64 << 10), b"")

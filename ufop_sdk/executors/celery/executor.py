@@ -27,6 +27,7 @@ from ..base import Executor, Reply
 from .app import make_celery_app
 from .fleet import HEARTBEAT_SECONDS, HEARTBEAT_TTL, Fleet, read_fleet
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames
+from .streams import RedisStream, cancel_stream, stream_reader
 from .task import task_message
 
 log = logging.getLogger("ufop_sdk.celery")
@@ -54,6 +55,8 @@ class CeleryExecutor(Executor):
                                                   socket_timeout=BROKER_SECONDS)
         self.listener_redis = redis.asyncio.Redis.from_url(
             settings.broker_url, socket_connect_timeout=BROKER_SECONDS, socket_timeout=LISTEN_SECONDS + 2)
+        # A stream's BLPOPs hold their connections: a pool of their own, not the one sends and checks use.
+        self.stream_redis = stream_reader(settings.broker_url, BROKER_SECONDS)
         self.reply_key = self.names.replies(uuid.uuid4().hex)
         self.sender = concurrent.futures.ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="ufop-send")
         self.waiting = {}
@@ -80,6 +83,9 @@ class CeleryExecutor(Executor):
             await self._send(job, message, reply_id, limit)
             try:
                 reply = await asyncio.wait_for(future, limit + DEADLINE_MARGIN)
+            except asyncio.CancelledError:  # its client left, maybe just as the answer came
+                self._drop(future)
+                raise
             except asyncio.TimeoutError:
                 # Nothing is revoked: the task's hard time limit ends it if it runs on, and its
                 # `expires` (this same deadline) drops it if it never started. Celery's docs warn
@@ -90,7 +96,11 @@ class CeleryExecutor(Executor):
         finally:
             self.waiting.pop(reply_id, None)
         body = reply.get("body")
-        if body is None:
+        if "stream" in reply:
+            # Its worker pushes each chunk within the processor's timeout, or is killed (leases.py).
+            body = RedisStream(self.stream_redis, reply["stream"],
+                               stall=limit + HARD_LIMIT_MARGIN + DEADLINE_MARGIN)
+        elif body is None:
             body = await self._take(reply["body_key"])
         total = time.monotonic() - submitted
         return Reply.from_wire(reply, body=body, queued_seconds=max(0.0, total - reply["seconds"]),
@@ -137,6 +147,7 @@ class CeleryExecutor(Executor):
         self.sender.shutdown(wait=False, cancel_futures=True)
         await self.redis.aclose()
         await self.listener_redis.aclose()
+        await self.stream_redis.aclose()
 
     async def _message(self, job, reply_id):
         message = task_message(job, reply_id, self.reply_key)
@@ -220,7 +231,7 @@ class CeleryExecutor(Executor):
         """Hand an answer to the request awaiting it; an item no worker wrote is logged and skipped."""
         try:
             reply = msgpack.unpackb(packed, raw=False)
-            reply_id, body_key = reply["id"], reply.get("body_key")
+            reply_id = reply["id"]
         except (UnpackException, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.error("skipped a malformed item in this server's reply list (%d bytes, %r...): %s",
                       len(packed), packed[:32], exc)
@@ -228,8 +239,20 @@ class CeleryExecutor(Executor):
         future = self.waiting.get(reply_id)
         if future is not None and not future.done():
             future.set_result(reply)
-        elif body_key:  # nobody waits any more (timed out): drop its answer now
-            asyncio.ensure_future(self.redis.delete(body_key))
+        else:  # nobody waits any more (timed out)
+            self._drop_answer(reply)
+
+    def _drop(self, future):
+        """The answer `future` holds, if it came, will not be sent."""
+        if future.done() and not future.cancelled() and future.exception() is None:
+            self._drop_answer(future.result())
+
+    def _drop_answer(self, reply):
+        """Drop an answer nobody will send now: its claim-check key goes, its stream's worker stops."""
+        if reply.get("body_key"):
+            asyncio.ensure_future(self.redis.delete(reply["body_key"]))
+        elif "stream" in reply:
+            asyncio.ensure_future(cancel_stream(self.stream_redis, reply["stream"]))
 
     async def _watch_workers(self):
         """Keep `fleet` current from the workers' heartbeats; the broker check reports a failure."""

@@ -38,6 +38,19 @@ class RedisNames:
         """A claim-checked answer: the server takes it."""
         return f"{self.prefix}:output:{reply_id}"
 
+    def chunks(self, reply_id):
+        """A file or streamed answer's chunks, pushed by the worker as its client takes them (streams.py)."""
+        return f"{self.prefix}:chunks:{reply_id}"
+
+    def credit(self, reply_id):
+        """What the client of a streamed answer took (or its cancel), pushed by the server (streams.py)."""
+        return f"{self.prefix}:credit:{reply_id}"
+
+    def answered(self, reply_id):
+        """Set while a request's answer streams, and a while after: a delivery that finds it does
+        not run the request again (a long stream outlives the broker's visibility timeout)."""
+        return f"{self.prefix}:answered:{reply_id}"
+
     def attempts(self, reply_id):
         return f"{self.prefix}:attempts:{reply_id}"
 

@@ -1,5 +1,6 @@
 """The task every processor's Celery task runs: count the delivery, take the input (inline, by
-its claim-check key, or fetched), run the processor, push the answer to the sending server's reply list.
+its claim-check key, or fetched), run the processor, push the answer to the sending server's reply list
+(a file or streamed answer then follows in chunks: streams.py).
 
 An input or answer over UFOP_INLINE_BYTES travels by reference (a claim
 check): its bytes go under a Redis key with a TTL (names.py), the message
@@ -9,6 +10,7 @@ carries the key.
 import asyncio
 import contextlib
 import io
+import logging
 import signal
 import time
 
@@ -18,12 +20,15 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from ...app.jobs import Job, Reply
-from ...app.runner import ProcessorRunner
+from ...app.runner import Outcome, ProcessorRunner
 from ...errors import ProcessingTimeout, SourceError, UfopError
 from ...response import error_response
 from ...sources.blocking import BlockingFetcher
 from ...sources.fetch import SourceFetcher, SourcePolicy
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, MAX_ATTEMPTS
+from .streams import Pace, send_stream, stream_client, stream_fields
+
+log = logging.getLogger("ufop_sdk.celery")
 
 
 def register_task(celery, route, names):
@@ -42,6 +47,7 @@ def child_state(state):
                                           settings=state["settings"])
         state["runner"].setup_all()
         state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
+        state["streams"] = stream_client(state["settings"].broker_url)
     return state
 
 
@@ -60,28 +66,52 @@ def run_message(celery, message):
     reply_id = message["reply_id"]
     began = time.monotonic()
     attempts_key = state["names"].attempts(reply_id)
-    counting = client.pipeline(transaction=False).incr(attempts_key).expire(attempts_key, KEY_TTL)
-    attempts, _ = counting.execute()
+    counting = (client.pipeline(transaction=False).incr(attempts_key).expire(attempts_key, KEY_TTL)
+                .exists(state["names"].answered(reply_id)))
+    attempts, _, answered = counting.execute()
+    if answered:  # delivered again while (or after) its answer streamed: see streams.py
+        log.info("request %s was answered already: not run again", message.get("request_id"))
+        return
     job = Job.from_wire(message)
     if attempts > MAX_ATTEMPTS:
         error = UfopError(f"the worker running processor {job.processor!r} died "
                           f"{MAX_ATTEMPTS} times on this request")
-        response = error_response(error, job.request_id)
+        outcome = Outcome(error_response(error, job.request_id))
     else:
-        response = _process(state["runner"], client, settings, job, message)
-    _send_reply(client, settings, state["names"], message, response, time.monotonic() - began)
+        outcome = _process(state["runner"], client, settings, job, message)
+    _answer(state, message, outcome, time.monotonic() - began)
+
+
+def _answer(state, message, outcome, seconds):
+    """Push `outcome`'s answer to the server that sent `message`: a file or streamed answer then
+    follows in chunks (streams.py). The outcome is closed after the last chunk (or on a cancel)."""
+    settings, body = state["settings"], outcome.response.body
+    try:
+        reply = _send_reply(state["redis"], settings, state["names"], message, outcome.response, seconds)
+        if "stream" in reply:
+            send_stream(state["streams"], reply["stream"], body, settings.max_output_bytes,
+                        Pace.of(message["timeout"], settings))
+    finally:
+        outcome.close()  # the file or stream closed, req.workdir removed
 
 
 def _process(runner, client, settings, job, message):
     try:
         buffer, declared = _open_input(client, settings, job, message, runner.app.routes)
     except UfopError as exc:
-        return error_response(exc, job.request_id)
+        return Outcome(error_response(exc, job.request_id))
     except SoftTimeLimitExceeded:  # while reading the input: answered, never silence
-        return error_response(ProcessingTimeout("the request's input took too long to read"), job.request_id)
+        error = ProcessingTimeout("the request's input took too long to read")
+        return Outcome(error_response(error, job.request_id))
     timeout = runner.app.routes.route_named(job.processor).timeout
-    with buffer, _processor_clock(timeout if job.url else None):
-        return runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer).kept_whole()
+    try:
+        with _processor_clock(timeout if job.url else None):
+            outcome = runner.process_job(attrs.evolve(job, declared_content_type=declared), buffer)
+    except BaseException:
+        buffer.close()
+        raise
+    # Closed with the outcome, once the answer is sent: a stream may read its input as it goes.
+    return attrs.evolve(outcome, leftovers=(*outcome.leftovers, buffer))
 
 
 @contextlib.contextmanager
@@ -142,7 +172,10 @@ def _send_reply(client, settings, names, message, response, seconds):
     reply["id"] = message["reply_id"]
     reply["seconds"] = seconds
     pipeline = client.pipeline(transaction=False)
-    if len(response.body) > settings.inline_bytes:
+    if not isinstance(response.body, bytes):
+        reply["stream"] = stream_fields(names, message["reply_id"], response.body)
+        pipeline.set(reply["stream"]["answered"], 1, ex=KEY_TTL)
+    elif len(response.body) > settings.inline_bytes:
         reply["body_key"] = names.output(message["reply_id"])
         pipeline.set(reply["body_key"], response.body, ex=KEY_TTL)
     else:
@@ -152,3 +185,4 @@ def _send_reply(client, settings, names, message, response, seconds):
     pipeline.lpush(message["reply_to"], msgpack.packb(reply, use_bin_type=True))
     pipeline.expire(message["reply_to"], KEY_TTL)
     pipeline.execute()
+    return reply

@@ -1,6 +1,6 @@
 """The kombu transport fix and the worker's pool: Celery and kombu classes with one change each.
 
-These patch kombu's and Celery's private internals: see versions.py for the
+These patch kombu's, Celery's and billiard's private internals: see versions.py for the
 series they are tested with and what to re-check before widening it.
 """
 
@@ -11,6 +11,7 @@ from celery.concurrency.asynpool import AsynPool
 from celery.concurrency.prefork import TaskPool
 from kombu.transport import redis as kombu_redis
 
+from .leases import forget_leases, lease_left, make_lease_folder
 from .versions import require_tested_versions
 
 require_tested_versions()
@@ -58,11 +59,45 @@ class RedisTransport(kombu_redis.Transport):
 class QuickPool(AsynPool):
     """Celery's prefork pool, checking on its children every half second rather than
     every five: a child killed mid-task is noticed (and its task delivered again)
-    well within a short processor timeout."""
+    well within a short processor timeout. A child streaming an answer is held
+    to its lease rather than to its task's time limits (leases.py)."""
+
+    def __init__(self, *args, **kwargs):
+        make_lease_folder()
+        super().__init__(*args, **kwargs)
 
     @property
     def timers(self):
         return {self.maintain_pool: POOL_CHECK_SECONDS}
+
+    def _create_timelimit_handlers(self, hub):
+        self._lease_hub = hub
+        super()._create_timelimit_handlers(hub)
+
+    def _on_soft_timeout(self, job, soft, hard, hub):
+        if not self._lease_left(job):
+            super()._on_soft_timeout(job, soft, hard, hub)
+        elif hard:  # streaming: no soft limit, and the hard one waits on the lease
+            self._tref_for_id[job] = hub.call_later(hard - soft, self._on_hard_timeout, job)
+
+    def _on_hard_timeout(self, job):
+        left = self._lease_left(job)
+        if left:  # streaming, and within its lease: look again when it runs out
+            self._tref_for_id[job] = self._lease_hub.call_later(left, self._on_hard_timeout, job)
+            return
+        super()._on_hard_timeout(job)
+
+    def _lease_left(self, job):
+        result = self._cache.get(job)
+        return lease_left(result._worker_pid) if result is not None else 0
+
+    def join(self):
+        super().join()
+        forget_leases()
+
+    def terminate(self):
+        super().terminate()
+        forget_leases()
 
 
 class Prefork(TaskPool):

@@ -2,7 +2,8 @@
 
 transport.py subclasses private parts of kombu and Celery (kombu's Redis
 Channel: ``close``, ``_in_poll``, ``_brpop_read``, ``_connparams``; Celery's
-``AsynPool.timers`` and ``TaskPool.Pool``). Those change without notice between
+``AsynPool.timers``, ``_create_timelimit_handlers``, ``_on_soft_timeout``,
+``_on_hard_timeout``, ``_tref_for_id``, ``_cache`` and ``TaskPool.Pool``). Those change without notice between
 minor releases, so a release outside the series below is refused rather than
 run on untested patches. This module imports neither Celery nor kombu: the
 check runs before them.
@@ -12,8 +13,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 # Also the pins in setup.py. To widen: re-check transport.py's RedisChannel (close() and
 # _connparams() against kombu/transport/redis.py: the BRPOP-in-flight read on close, the detached
-# transport, ``client = None`` in Connection.collect), QuickPool (AsynPool.timers, maintain_pool) and
-# Prefork (TaskPool.Pool), then run tests/test_celery.py (redelivery and Redis-restart tests above all).
+# transport, ``client = None`` in Connection.collect), QuickPool (AsynPool.timers, maintain_pool; the
+# time-limit timers its leases put off: _on_soft_timeout, _on_hard_timeout, _tref_for_id, hub.call_later)
+# and Prefork (TaskPool.Pool), then run tests/executors/test_celery.py (redelivery and Redis-restart tests
+# above all) and test_celery_streams.py (the leases).
 TESTED_SERIES = {"celery": "5.7", "kombu": "5.7"}
 
 
