@@ -103,6 +103,12 @@ def test_an_async_process_answers_with_every_kind_of_value(one_worker, kind, sta
     assert (answer_status, answer_body[:len(body)]) == (status, body)
 
 
+def test_a_stream_from_an_async_process_is_written_to_a_file_and_sent_whole_with_its_length(one_worker):
+    status, headers, body = one_worker.post("t/answer/chunks")
+    assert (status, headers["Content-Length"]) == (200, str(48 * 65536))
+    assert body == b"".join(bytes([n]) * 65536 for n in range(48))
+
+
 def test_an_endless_stream_from_an_async_process_is_cut_at_the_output_limit_with_a_500(one_worker):
     status, _, body = one_worker.post("t/answer/endless")
     assert (status, json.loads(body)["error"]) == (

@@ -95,6 +95,8 @@ class Answers(Processor):
             return path, "text/plain"
         if kind == "stream":
             return (part for part in (b"one ", b"two ", b"three")), "text/plain"
+        if kind == "chunks":
+            return (bytes([n]) * 65536 for n in range(48))  # 3 MiB
         if kind == "endless":
             return itertools.repeat(b"x" * 65536)
         if kind == "none":

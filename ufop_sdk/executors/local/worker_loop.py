@@ -18,13 +18,15 @@ import asyncio
 import io
 import logging
 import os
+import tempfile
 import threading
 
 import attrs
 
-from ...app.bodies import FileBody
+from ...app.bodies import FileBody, close_body, read_body
 from ...app.jobs import Job
 from ...app.logs import REQUEST_ID
+from ...app.workdir import process_folder
 from ...errors import UfopError
 from ...response import error_response
 from . import protocol
@@ -99,20 +101,28 @@ class WorkerLoop:
         finally:
             if outcome is not None:
                 outcome.close()
+                if response.body is not outcome.response.body:
+                    close_body(response.body)  # the file a stream was written to
 
     async def _sendable(self, response, request_id):
-        """`response` as it can go: bytes, or a file by its descriptor; a stream read whole, in a
-        thread so that the loop runs on (an async job's answer is not paced by the server's credit)."""
+        """`response` as it can go: bytes, or a file by its descriptor. A stream is written to a
+        temporary file first, in a thread so that the loop runs on (an async job's answer is not
+        paced by the server's credit, and is never held whole in memory)."""
         body = response.body
         if isinstance(body, bytes) or (isinstance(body, FileBody) and self.fds_sock is not None):
             return response
         try:
-            return await asyncio.to_thread(_read_whole, response, self.runner.max_output_bytes)
+            spooled = await asyncio.to_thread(_spooled, body, self.runner.max_output_bytes,
+                                              process_folder(self.runner.workdir_root))
         except UfopError as exc:
             return error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - the processor's iterator failed: a 500, as a plain job's
             log.exception("request %s: its streamed answer failed", request_id)
             return error_response(UfopError(f"the streamed answer failed: {type(exc).__name__}"), request_id)
+        if self.fds_sock is None:  # no socket for descriptors (a worker started by hand): in the frame
+            with spooled.file:
+                return attrs.evolve(response, body=read_body(spooled))
+        return attrs.evolve(response, body=spooled)
 
     def _send(self, job_id, response):
         header = protocol.async_reply_header(response, job_id)
@@ -122,15 +132,22 @@ class WorkerLoop:
             protocol.send(self.sock, header, response.body)
 
 
-def _read_whole(response, limit):
-    """`response` with its stream read into bytes; UfopError once it grows past `limit` (None: no limit)."""
-    chunks, size = [], 0
-    for chunk in response.body.chunks():
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise UfopError(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
-        chunks.append(chunk)
-    return attrs.evolve(response, body=b"".join(chunks))
+def _spooled(body, limit, folder):
+    """A FileBody of `body`'s chunks written to an unnamed file in `folder`; UfopError once it grows
+    past `limit` (None: no limit)."""
+    file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed once sent (the job's outcome)
+    try:
+        size = 0
+        for chunk in body.chunks():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise UfopError(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
+            file.write(chunk)
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return FileBody.of(file)
 
 
 class _QuietReaped(logging.Filter):
