@@ -57,7 +57,13 @@ def lease_left(child_pid):
 
 def make_lease_folder():
     """This worker's lease folder (only it and its children may write there)."""
-    _folder(os.getpid()).mkdir(mode=0o700, exist_ok=True)
+    folder = _folder(os.getpid())
+    folder.mkdir(mode=0o700, exist_ok=True)
+    status = folder.stat()
+    # /tmp is shared: a folder someone else made under this name could hand out leases past time limits
+    if status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not this worker's own (owner {status.st_uid}, mode "
+                              f"{status.st_mode & 0o777:o}): remove it")
 
 
 def forget_leases():
