@@ -31,7 +31,8 @@ setup(
         "watchfiles>=0.21",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.5", "pyyaml>=6", "hypothesis>=6"],
+        # qiniu: the official SDK, the client the platform emulation (dev) is tested with
+        "test": ["pytest>=8", "ruff>=0.5", "pyyaml>=6", "hypothesis>=6", "qiniu>=7.18"],
         "samples": ["Pillow>=10"],
     },
     entry_points={"console_scripts": ["ufop-sdk=ufop_sdk.cli:main"]},
