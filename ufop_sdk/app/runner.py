@@ -2,15 +2,13 @@
 
 An ``async def process`` is awaited on the caller's event loop (`process_job_async`, a local
 worker's loop thread) or, from blocking code (`process_job`: Celery, ``test``, ufop_sdk.testing),
-on an event loop the runner keeps for its process's life. Either way it is cancelled at its
-timeout and answered 504 (`within`).
+on an event loop the runner keeps for its process's life (coroutines.py's OwnLoop). Either way
+it is cancelled at its timeout and answered 504 (`within`).
 """
 
 import asyncio
-import inspect
 import logging
 import traceback
-import weakref
 
 import attrs
 
@@ -20,6 +18,7 @@ from ..qiniu import Headers
 from ..request import Request
 from ..response import error_response, to_response
 from .bodies import close_body, read_body
+from .coroutines import OutOfTime, OwnLoop, within
 from .fetches import RequestFetches
 from .inputs import forward_only
 from .jobs import Job
@@ -28,34 +27,6 @@ from .routing import split_cmd
 from .workdir import Workdir
 
 log = logging.getLogger("ufop_sdk.runner")
-
-
-class OutOfTime(Exception):
-    """An async process() ran past its timeout and was cancelled (`within`)."""
-
-
-async def within(seconds, awaitable):
-    """Await `awaitable` in this task; past `seconds` cancel it and raise OutOfTime.
-
-    Our own timer rather than asyncio.wait_for (whose TimeoutError a processor's own wait_for
-    also raises) or asyncio.timeout (Python 3.11+). A processor's plain value is returned as is
-    (a worker told a plain process() was async: ``dev`` reloading between two versions).
-    """
-    if not inspect.isawaitable(awaitable):
-        return awaitable
-    task = asyncio.current_task()
-    expired = []
-    timer = asyncio.get_running_loop().call_later(seconds, lambda: expired.append(task.cancel()))
-    try:
-        return await awaitable
-    except asyncio.CancelledError:
-        if not expired:
-            raise  # cancelled from outside: its client left
-        if hasattr(task, "uncancel"):  # Python 3.11+: this task is not being cancelled any more
-            task.uncancel()
-        raise OutOfTime() from None
-    finally:
-        timer.cancel()
 
 
 @attrs.frozen
@@ -105,7 +76,7 @@ class ProcessorRunner:
         self._timeouts = (OutOfTime, *self.timeout_exceptions)
         self._instances = {}
         self.setup_failures = {}
-        self._own_loop = None  # async processors' loop when called from blocking code (_await_here)
+        self._own_loop = OwnLoop()  # async processors' loop when called from blocking code
 
     def setup_all(self):
         """Set up every processor now; returns {processor name: failure}."""
@@ -186,7 +157,7 @@ class ProcessorRunner:
             request = _build_request(route, job, buffer, fetches, workdir)
             value = self._instance(route).process(request)
             if route.concurrency is not None:  # an async process(), called from blocking code
-                value = self._await_here(value, route.timeout)
+                value = self._own_loop.run(value, route.timeout)
             return self._bounded(to_response(value, processor), processor)
         except Exception as exc:  # noqa: BLE001 - every failure is an answer (_failure logs the unexpected)
             return self._failure(job, exc)
@@ -217,22 +188,6 @@ class ProcessorRunner:
         error = UfopError(f"internal error in processor {processor!r}")
         details = traceback.format_exc() if self.debug else None
         return error_response(error, request_id, details)
-
-    def _await_here(self, coroutine, timeout):
-        """Run an async process()'s `coroutine` to its end on this runner's own event loop, kept for
-        the process's life, so that clients a processor made on it on first use stay usable."""
-        if self._own_loop is None:
-            self._own_loop = asyncio.new_event_loop()
-            weakref.finalize(self, self._own_loop.close)  # a runner let go of (tests make many) closes it
-        task = self._own_loop.create_task(within(timeout, coroutine))
-        try:
-            return self._own_loop.run_until_complete(task)
-        except BaseException:
-            # A time limit's signal raised in the loop's own code (Celery's soft limit) leaves the
-            # task pending: cancel it now, or the next run of this loop would resume it.
-            task.cancel()
-            self._own_loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
-            raise
 
     def _bounded(self, response, processor):
         """`response`, or UfopError when its length is known and over UFOP_MAX_OUTPUT_BYTES (a
