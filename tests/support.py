@@ -507,3 +507,15 @@ def rss_bytes(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) << 10
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+def send_request(server, cmd, request_id, receive_buffer=None):
+    """A raw socket that has sent ``POST /handler?cmd=CMD`` with an empty body and reads nothing yet."""
+    sock = socket.socket()
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(f"POST /handler?cmd={cmd} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\n"
+                 f"Content-Length: 0\r\n\r\n".encode())
+    return sock

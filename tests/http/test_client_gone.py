@@ -13,7 +13,7 @@ import textwrap
 import time
 
 import pytest
-from support import Server, access_line
+from support import Server, access_line, send_request
 
 PROCESSORS = textwrap.dedent("""
     import os
@@ -63,18 +63,6 @@ def server(tmp_path_factory, markers):
     (folder / "processors.py").write_text(PROCESSORS)
     with Server(folder, "--host", "127.0.0.1", workers=1, env={"MARKERS": str(markers)}) as server:
         yield server
-
-
-def send_request(server, cmd, request_id, receive_buffer=None):
-    """A raw socket that has sent ``POST /handler?cmd=CMD`` with an empty body and reads nothing yet."""
-    sock = socket.socket()
-    if receive_buffer:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.settimeout(30)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall(f"POST /handler?cmd={cmd} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\n"
-                 f"Content-Length: 0\r\n\r\n".encode())
-    return sock
 
 
 def hang_up(sock, reset=False):

@@ -8,13 +8,12 @@ the client. `req.workdir` is gone once the answer is out, whatever happened.
 import http.client
 import json
 import os
-import socket
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from support import Server, access_line, rss_bytes
+from support import Server, access_line, children_of, rss_bytes, send_request
 
 PROCESSORS = textwrap.dedent("""
     import os
@@ -185,22 +184,6 @@ def post(server, cmd, body=b"", request_id=None):
         connection.close()
 
 
-def raw_request(server, cmd, request_id, receive_buffer=None):
-    sock = socket.socket()
-    if receive_buffer:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.settimeout(30)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall(f"POST /handler?cmd=t/{cmd} HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\n"
-                 "Content-Length: 0\r\n\r\n".encode())
-    return sock
-
-
-def worker_pids(server):
-    return [int(pid) for pid in Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-            .read_text().split()]
-
-
 def test_a_path_answer_is_sent_whole_with_its_length_and_the_type_it_was_given(server):
     status, headers, body = post(server, f"file/{5 * MIB + 3}/typed")
     assert status == 200
@@ -259,12 +242,12 @@ def test_a_generator_answer_is_sent_chunked_and_intact(server):
 
 
 def test_a_client_that_does_not_read_holds_the_generator_back(server, markers):
-    sock = raw_request(server, f"chunks/1000/{MIB}", "paced", receive_buffer=64 << 10)
+    sock = send_request(server, f"t/chunks/1000/{MIB}", "paced", receive_buffer=64 << 10)
     made = markers / "made-paced"
     server.wait_until(made.exists, 10, "the generator to start")
     time.sleep(3)  # it stays about where it is: the server does not take more than its client does
     assert int(made.read_text()) < 32, f"{made.read_text()} MiB made for a client that read nothing"
-    for pid in [server.process.pid, *worker_pids(server)]:
+    for pid in [server.process.pid, *children_of(server.process.pid)]:
         assert rss_bytes(pid) < 200 * MIB
     sock.close()
     server.wait_until((markers / "closed-paced").exists, 10, "the generator to be closed")
@@ -273,7 +256,7 @@ def test_a_client_that_does_not_read_holds_the_generator_back(server, markers):
 
 
 def test_a_client_that_leaves_mid_stream_closes_the_generator_and_frees_the_worker(server, markers):
-    sock = raw_request(server, f"chunks/1000/{MIB}", "leaves")
+    sock = send_request(server, f"t/chunks/1000/{MIB}", "leaves")
     assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     sock.close()
     server.wait_until((markers / "closed-leaves").exists, 10, "the generator's finally to run")
@@ -290,7 +273,7 @@ def read_until_closed(sock):
 
 @pytest.mark.expect_traceback
 def test_a_generator_that_raises_mid_stream_is_cut_off_and_logged_500(server):
-    sock = raw_request(server, "raising", "raising")
+    sock = send_request(server, "t/raising", "raising")
     answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 200") and not answer.endswith(b"0\r\n\r\n"), \
         "the chunked answer must not look complete"
@@ -300,7 +283,7 @@ def test_a_generator_that_raises_mid_stream_is_cut_off_and_logged_500(server):
 
 
 def test_a_generator_that_stalls_past_its_timeout_is_cut_off_and_its_worker_replaced(server):
-    sock = raw_request(server, "stalling", "stalling")
+    sock = send_request(server, "t/stalling", "stalling")
     began = time.monotonic()
     answer = read_until_closed(sock)
     assert time.monotonic() - began < 10
@@ -322,7 +305,7 @@ def test_an_answer_of_known_length_over_the_output_limit_is_a_json_500_before_an
 def test_a_stream_that_grows_past_the_output_limit_is_cut_off(project, markers):
     env = {"MARKERS": str(markers), "UFOP_MAX_OUTPUT_BYTES": "1MiB"}
     with Server(project, "--host", "127.0.0.1", workers=1, env=env) as small:
-        sock = raw_request(small, f"chunks/4/{512 << 10}", "over-limit")
+        sock = send_request(small, f"t/chunks/4/{512 << 10}", "over-limit")
         answer = read_until_closed(sock)
         assert answer.startswith(b"HTTP/1.1 200") and not answer.endswith(b"0\r\n\r\n")
         assert len(answer) < 1 * MIB + 4096
@@ -339,7 +322,7 @@ def test_a_file_answer_larger_than_the_memory_it_may_take_passes_through_no_proc
     received = 0
     while chunk := response.read(4 * MIB):
         received += len(chunk)
-        for pid in [server.process.pid, *worker_pids(server)]:
+        for pid in [server.process.pid, *children_of(server.process.pid)]:
             peak[pid] = max(peak.get(pid, 0), rss_bytes(pid))
     connection.close()
     assert received == size
