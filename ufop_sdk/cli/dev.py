@@ -13,6 +13,8 @@ import watchfiles
 from ..app.project import load_app
 from ..app.settings import Settings, load_env_file
 from ..dev.bucket import BucketHandler
+from ..dev.buckets import Bucket, Buckets
+from ..dev.platform import Platform
 from ..dev.playground import PlaygroundHandler
 from ..errors import ConfigError, ProjectError
 from . import serving
@@ -25,32 +27,53 @@ DEBOUNCE_MS = 50
 STEP_MS = 20
 
 
+class BucketOption(click.ParamType):
+    name = "bucket"
+
+    def convert(self, value, param, ctx):
+        try:
+            return Bucket.from_option(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @click.command("dev")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=None, help="Port [default: UFOP_PORT, else 9100].")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: as serve].")
-@click.option("--bucket", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Serve GET /<key>?<fop>|<fop>... from this folder, as the platform does.")
+@click.option("--bucket", "buckets", metavar="[NAME=]DIR", multiple=True, type=BucketOption(),
+              help="A folder standing in for a bucket (named after it unless NAME= is given), for "
+                   "GET /<key>?<fop>, pfop, status and form uploads as the platform answers them. "
+                   "Repeatable.")
 @project_options
-def dev_command(host, port, workers, bucket, project, app):
+def dev_command(host, port, workers, buckets, project, app):
     """Serve the project and reload it whenever a .py file or .env changes.
 
     A project that fails to load is answered with a 500 carrying the error and
     its traceback until it is fixed. Errors carry tracebacks, and sources may
     be fetched from any address (UFOP_BLOCKED_NETWORKS to change that).
     GET / is a playground page to try processors on files.
+
+    With --bucket, the Qiniu platform's persistent processing is here too:
+    POST /pfop, GET /status/get/prefop, saveas, notifyURL and form uploads
+    at POST /, signed with QINIU_ACCESS_KEY and QINIU_SECRET_KEY when set.
     """
     flags = {"app": app, "host": host, "port": port, "workers": workers}
     settings = load_settings(project, **flags)
     _never_use_stale_bytecode(project)
     loaded, error = _try_load(settings)
 
+    try:
+        platform_buckets = Buckets(buckets)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bucket") from None
+
     def background(server):
         server.load_error = error
-        server.bucket = bucket
+        server.platform = Platform(platform_buckets)
         return [_reload_on_change(server, project, flags)]
 
-    routes = [(r"/", PlaygroundHandler)] + ([(r"/(.+)", BucketHandler)] if bucket else [])
+    routes = [(r"/", PlaygroundHandler)] + ([(r"/(.+)", BucketHandler)] if buckets else [])
     serving.build_executor_and_serve(settings, loaded, debug=True, default_blocked=(), background=background,
                 extra_routes=routes)
 

@@ -106,12 +106,38 @@ def _covers(scope, prefixal, bucket, key):
     return key.startswith(scope_key) if prefixal else key == scope_key
 
 
+class Etag:
+    """Qiniu's etag, fed as the bytes arrive: the SHA-1 of the content (up to 4 MiB), or of its
+    4 MiB blocks' SHA-1s, behind a byte saying which, in URL-safe base64."""
+
+    def __init__(self):
+        self.blocks = []
+        self.block = hashlib.sha1()
+        self.filled = 0
+
+    def update(self, data):
+        view = memoryview(data)
+        while view:
+            room = ETAG_BLOCK - self.filled
+            self.block.update(view[:room])
+            self.filled += min(room, len(view))
+            view = view[room:]
+            if self.filled == ETAG_BLOCK:
+                self.blocks.append(self.block.digest())
+                self.block, self.filled = hashlib.sha1(), 0
+
+    def value(self):
+        blocks = self.blocks + ([self.block.digest()] if self.filled or not self.blocks else [])
+        if len(blocks) == 1:
+            digest = b"\x16" + blocks[0]
+        else:
+            digest = b"\x96" + hashlib.sha1(b"".join(blocks)).digest()
+        return base64.urlsafe_b64encode(digest).decode()
+
+
 def etag(file):
-    """Qiniu's etag of a binary file read from where it stands: SHA-1 of it (up to 4 MiB), or of
-    its 4 MiB blocks' SHA-1s, behind a byte saying which, in URL-safe base64."""
-    blocks = [hashlib.sha1(block).digest() for block in iter(lambda: file.read(ETAG_BLOCK), b"")]
-    if len(blocks) <= 1:
-        digest = b"\x16" + (blocks[0] if blocks else hashlib.sha1(b"").digest())
-    else:
-        digest = b"\x96" + hashlib.sha1(b"".join(blocks)).digest()
-    return base64.urlsafe_b64encode(digest).decode()
+    """The Etag of a binary file, read from where it stands."""
+    value = Etag()
+    for block in iter(lambda: file.read(ETAG_BLOCK), b""):
+        value.update(block)
+    return value.value()

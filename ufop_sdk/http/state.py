@@ -39,7 +39,7 @@ class ServerState:
         self.access_log = access_log
         self.app = app
         self.load_error = None
-        self.bucket = None  # dev --bucket: the folder GET /<key> serves
+        self.platform = None  # dev: its emulation of the Qiniu platform (dev/platform.py)
         self.executor = executor
         self.fetcher = fetcher
         self.debug = debug
