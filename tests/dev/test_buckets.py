@@ -50,7 +50,8 @@ def test_a_bucket_option_is_named_after_its_folder_or_by_name_equals(tmp_path):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("{dir}/missing", "is not a folder"), ("=/{dir}", "cannot be empty"), ("a/b={dir}", "cannot be empty or hold")])
+    ("{dir}/missing", "is not a folder"), ("=/{dir}", "cannot be empty"),
+    ("a/b={dir}", "cannot be empty or hold")])
 def test_a_bad_bucket_option_says_what_is_wrong(tmp_path, value, message):
     with pytest.raises(ValueError, match=message):
         Bucket.from_option(value.format(dir=tmp_path))
@@ -101,7 +102,8 @@ def test_writing_over_a_symlink_replaces_the_link_not_the_file_it_points_to(buck
 
 
 @pytest.mark.parametrize("key, refusal", [
-    ("../x", BadRequest), ("a/../../x", BadRequest), ("a//b", BadRequest), ("./a", BadRequest), ("", BadRequest),
+    ("../x", BadRequest), ("a/../../x", BadRequest), ("a//b", BadRequest), ("./a", BadRequest),
+    ("", BadRequest),
     ("link-to-outside/x", Forbidden), (f"{STATE_FOLDER}/jobs/x.json", Forbidden), ("cats", BadRequest)])
 def test_a_key_that_would_write_outside_the_bucket_or_over_a_folder_is_refused(bucket, key, refusal):
     assert bucket.state.is_dir()  # made before the write, which would make it
