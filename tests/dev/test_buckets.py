@@ -136,7 +136,8 @@ def test_the_etag_fed_in_pieces_is_the_sdks(size, piece):
     (["--bucket", "photos=/no/such/folder"], "'/no/such/folder' is not a folder"),
     (["--bucket", "a={dir}", "--bucket", "a={dir}"], "two buckets are named 'a'")])
 def test_dev_refuses_a_bad_bucket_option_with_a_message_and_exit_2(tmp_path, args, message):
-    done = run_cli("dev", "--project", SAMPLES / "hello", *(arg.format(dir=tmp_path) for arg in args), timeout=30)
+    options = [arg.format(dir=tmp_path) for arg in args]
+    done = run_cli("dev", "--project", SAMPLES / "hello", *options, timeout=30)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr.decode()
     assert b"Traceback" not in done.stderr
