@@ -22,12 +22,14 @@ setup(
         "celery>=5.7,<5.8",  # the series ufop_sdk/executors/celery/versions.py checks: Celery mode patches its internals
         "click>=8.1",
         "kombu>=5.7,<5.8",  # likewise
+        "httptools>=0.6",  # the server's HTTP/1 parser (http/connection.py)
         "msgpack>=1.0",
         "prometheus-client>=0.17",
         "python-dotenv>=1.0",
         "python-magic>=0.4.27",
         "redis[hiredis]>=5.0",
         "tornado>=6.4",
+        "uvloop>=0.19",  # the server's event loop (http/connection.py)
         "watchfiles>=0.21",
     ],
     extras_require={

@@ -9,13 +9,13 @@ SERVER_STOPPED = 503
 
 
 class ConnectionCut(Exception):
-    """Set as a stream's error when the server closes its connection; `status` is what is logged."""
+    """Set as a connection's error when the server closes it; `status` is what is logged."""
 
     def __init__(self, status):
         super().__init__(status)
         self.status = status
 
 
-def cut_off_status(stream):
-    """The status to log for a request whose connection (`stream`) closed before its answer."""
-    return stream.error.status if isinstance(stream.error, ConnectionCut) else CLIENT_LEFT
+def cut_off_status(connection):
+    """The status to log for a request whose connection (a connection.Connection) closed before its answer."""
+    return connection.error.status if isinstance(connection.error, ConnectionCut) else CLIENT_LEFT

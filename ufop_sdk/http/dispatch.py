@@ -1,4 +1,4 @@
-"""The connection layer: each request goes to /handler's HandlerRequest or to the Tornado Application.
+"""Each request goes to /handler's HandlerRequest or to the Tornado Application.
 
 It also keeps each connection's deadline (for the headers, the body, taking
 the answer) and closes connections for a graceful stop. The other paths
@@ -9,10 +9,10 @@ import time
 
 from tornado import httputil
 
-from ..errors import PayloadTooLarge
+from ..errors import PayloadTooLarge, UfopError
 from .cuts import SERVER_STOPPED, SLOW_CLIENT, ConnectionCut
 from .handler_request import HandlerRequest
-from .replies import RefusableRequest
+from .replies import RefusableRequest, write_response
 
 # Every path but /handler takes no body (the dev pages post only to /handler):
 # past this a body is refused before it is read, not buffered whole.
@@ -41,17 +41,24 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         self.idle_seconds = idle_seconds
         self.body_seconds = body_seconds
         self.write_seconds = write_seconds
-        self.deadlines = {}  # HTTP1ServerConnection -> when what it waits for must have arrived
-        self.requests = {}  # HTTP1ServerConnection -> its current _Dispatch
+        self.deadlines = {}  # Connection -> when what it waits for must have arrived
+        self.requests = {}  # Connection -> its current _Dispatch
         self.stopping = False
 
     def start_request(self, server_conn, request_conn):
         kept_alive = server_conn in self.requests
         if self.stopping and kept_alive:
-            server_conn.stream.close()  # its last answer was the last: no keep-alive while stopping
+            server_conn.close()  # its last answer was the last: no keep-alive while stopping
         self.deadlines[server_conn] = time.monotonic() + self.idle_seconds
         dispatch = self.requests[server_conn] = _Dispatch(self, server_conn, request_conn, kept_alive)
         return dispatch
+
+    def answer_malformed(self, request_conn, status, message):
+        """A request that cannot be parsed: its JSON error, under a new request id; the connection closes."""
+        request_id = self.server.request_id_for({})
+        write_response(request_conn, self.server.error_response(UfopError(message, status), request_id),
+                       request_id, closing=True)
+        request_conn.finish()
 
     def on_close(self, server_conn):
         self.deadlines.pop(server_conn, None)
@@ -68,12 +75,12 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         self.server.stopping = True
         for server_conn, dispatch in list(self.requests.items()):
             if dispatch.delegate is None and dispatch.kept_alive:
-                server_conn.stream.close()
+                server_conn.close()
 
     def close_all(self):
         """Past the grace period: close every connection, the requests still in flight logged 503."""
         for server_conn in list(self.requests):
-            server_conn.stream.close(exc_info=ConnectionCut(SERVER_STOPPED))
+            server_conn.close(ConnectionCut(SERVER_STOPPED))
 
     def writing(self, server_conn):
         """An answer is being written on `server_conn`: its client has `write_seconds` to take it."""
@@ -83,7 +90,7 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         now = time.monotonic()
         for server_conn in [conn for conn, deadline in self.deadlines.items() if now > deadline]:
             del self.deadlines[server_conn]
-            server_conn.stream.close(exc_info=ConnectionCut(SLOW_CLIENT))
+            server_conn.close(ConnectionCut(SLOW_CLIENT))
 
 
 class _Dispatch(httputil.HTTPMessageDelegate):

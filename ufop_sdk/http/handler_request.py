@@ -153,7 +153,7 @@ class HandlerRequest(RefusableRequest):
         """The connection closed while the request was being read (or drained, once refused)."""
         self._close_body()
         refused = self.stage is Stage.REFUSED
-        self._record(self.status if refused else cut_off_status(self.connection.stream))
+        self._record(self.status if refused else cut_off_status(self.server_conn))
 
     # REFUSED: an error answered before the body was read (see RefusableRequest).
 
@@ -168,7 +168,7 @@ class HandlerRequest(RefusableRequest):
 
     def _client_left(self):
         """The connection closed before the answer: drop the job, queued or running."""
-        self._record(cut_off_status(self.connection.stream))
+        self._record(cut_off_status(self.server_conn))
         self.reply.cancel()  # a queued job is then never started; a running one's answer is dropped
 
     def _replied(self, future):
@@ -240,7 +240,7 @@ class HandlerRequest(RefusableRequest):
             self._record(500)
             return
         except StreamClosedError:
-            self._record(cut_off_status(self.connection.stream))
+            self._record(cut_off_status(self.server_conn))
             return
         finally:
             close_body(response.body)
@@ -253,12 +253,11 @@ class HandlerRequest(RefusableRequest):
 
     def _written(self, future):
         """The answer has been handed to the kernel, or its connection closed first."""
-        stream = self.connection.stream
-        if stream.error is None and not future.exception():
+        if self.server_conn.error is None and not future.exception():
             self._record(self.status)
         else:
             self.bytes_out = 0
-            self._record(cut_off_status(stream))
+            self._record(cut_off_status(self.server_conn))
 
     # RECORDED: the one place a request's outcome is told.
 

@@ -10,11 +10,11 @@ import asyncio
 import logging
 import signal
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from ..app.gc_tuning import settle_garbage_collector
 from ..app.logs import FLUSH_SECONDS
+from .connection import HTTPServer
 from .handlers import make_dispatcher
 
 log = logging.getLogger("ufop_sdk.server")
@@ -36,7 +36,8 @@ async def serve_until_stopped(server, host, port, *, background=(), extra_routes
     OSError when the port cannot be bound.
     """
     dispatcher = make_dispatcher(server, extra_routes)
-    http_server = _listen(dispatcher, host, port, header_limit(server.settings))
+    http_server = HTTPServer(dispatcher, header_limit(server.settings), dispatcher.answer_malformed)
+    await http_server.listen(port, host)
     settle_garbage_collector()
     stop = _stop_on_signals()
     timers = [PeriodicCallback(server.access_log.flush, FLUSH_SECONDS * 1000),
@@ -60,17 +61,6 @@ async def serve_until_stopped(server, host, port, *, background=(), extra_routes
     log.info("stopped")
 
 
-def _listen(dispatcher, host, port, max_header_size):
-    http_server = HTTPServer(dispatcher, max_header_size=max_header_size,
-                             # /handler enforces its own limit and answers 413 in JSON.
-                             max_body_size=1 << 62, decompress_request=False)
-    # The dispatcher bounds how long a client takes to send its request (see
-    # Dispatcher); HTTPServer offers no way to turn its own header timer off.
-    http_server.conn_params.header_timeout = None
-    http_server.listen(port, host)
-    return http_server
-
-
 def _stop_on_signals():
     """An Event set on SIGTERM or SIGINT."""
     stop = asyncio.Event()
@@ -86,7 +76,7 @@ async def _drain(server, http_server, dispatcher):
              server.settings.grace, server.in_flight)
     # Until they are done, new requests are answered 503 (and /health says "stopping"),
     # and every connection closes after its answer.
-    http_server.conn_params.no_keep_alive = True
+    http_server.no_keep_alive = True
     dispatcher.stop()
     try:
         await asyncio.wait_for(server.idle.wait(), server.settings.grace)
