@@ -163,7 +163,7 @@ class Connection(asyncio.Protocol):
     def on_header(self, name, value):
         message = self.parsing
         self._count_header_bytes(message, len(name) + len(value) + 4)
-        message.headers.add(name.decode("latin-1"), value.decode("latin-1").strip())
+        message.headers.add(name.decode("latin-1"), value.rstrip(b" \t").decode("latin-1"))
 
     def _count_header_bytes(self, message, nbytes):
         message.header_bytes += nbytes
