@@ -74,8 +74,8 @@ def upload_slowly(port, size, piece=1000, pause=0.001):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(b"POST /handler?cmd=t/echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
         with contextlib.suppress(OSError):  # the server may answer and stop reading before the end
-            for _ in range(0, size, piece):
-                sock.sendall(b"\5" * piece)
+            for sent in range(0, size, piece):
+                sock.sendall(b"\5" * min(piece, size - sent))  # not a byte past the body: it would be a request
                 time.sleep(pause)
         received = b""
         with contextlib.suppress(OSError):
