@@ -31,7 +31,6 @@ log = logging.getLogger("ufop_sdk.server")
 BACKLOG = 128
 # What a client may send ahead (pipelined requests and their bodies) before reading pauses.
 PIPELINED_BYTES = 1 << 20
-CR_OR_LF = re.compile(rb"[\r\n]")
 # A request line as Tornado took it: llhttp also takes two spaces between its words, and HTTP/0.9.
 # One llhttp refuses for its method alone (lowercase, say) is answered 405, as Tornado did.
 REQUEST_LINE = re.compile(rb"(?:\r?\n)*[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/1\.[0-9]\r?\n")
@@ -64,8 +63,9 @@ class HTTPServer:
         self._server.close()
 
     async def close_all_connections(self):
+        """Close every connection at once, and return once they are closed."""
         for connection in list(self.connections):
-            connection.close()
+            connection.close(ConnectionAbortedError("the server stopped"))
         while self.connections:
             await asyncio.sleep(0.01)
 
@@ -155,21 +155,6 @@ class Connection(asyncio.Protocol):
         if message is not None and message.start_line is None and self._header_bytes_over(message, data):
             self._malformed(431, "the request line and headers are over the limit")
 
-    def on_url(self, piece):
-        message = self.parsing
-        message.url += piece
-        self._count_header_bytes(message, len(piece))
-
-    def on_header(self, name, value):
-        message = self.parsing
-        self._count_header_bytes(message, len(name) + len(value) + 4)
-        message.headers.add(name.decode("latin-1"), value.rstrip(b" \t").decode("latin-1"))
-
-    def _count_header_bytes(self, message, nbytes):
-        message.header_bytes += nbytes
-        if message.header_bytes > self.server.max_header_size:
-            raise _HeadersTooLarge()
-
     def eof_received(self):
         return False  # close: a half-closed client gets no answer, as with Tornado
 
@@ -201,7 +186,7 @@ class Connection(asyncio.Protocol):
     # What the delegate may call on its server_conn.
 
     def close(self, cut=None):
-        """Close now, dropping what is unsent; `cut` (an exception) is kept as `error`."""
+        """Close once what was written is sent; with a `cut` (an exception, kept as `error`), at once."""
         if self.error is None:
             self.error = cut
         if not self.closing:
@@ -221,6 +206,21 @@ class Connection(asyncio.Protocol):
         # does, unless it pipelines): the read is kept until the line is whole.
         self.parsing = _Message(self.read_from_message_start)
         self.read_from_message_start = None
+
+    def on_url(self, piece):
+        message = self.parsing
+        message.url += piece
+        self._count_header_bytes(message, len(piece))
+
+    def on_header(self, name, value):
+        message = self.parsing
+        self._count_header_bytes(message, len(name) + len(value) + 4)
+        message.headers.add(name.decode("latin-1"), value.rstrip(b" \t").decode("latin-1"))
+
+    def _count_header_bytes(self, message, nbytes):
+        message.header_bytes += nbytes
+        if message.header_bytes > self.server.max_header_size:
+            raise _HeadersTooLarge()
 
     def on_headers_complete(self):
         message, parser = self.parsing, self.parser
@@ -418,12 +418,11 @@ class Exchange:
             headers["Connection"] = "Keep-Alive"
         lines = [b"HTTP/1.1 %d %s" % (status, start_line.reason.encode("latin-1"))]
         lines.extend(f"{name}: {value}".encode("latin-1") for name, value in headers.get_all())
-        for line in lines:
-            if CR_OR_LF.search(line):
-                raise ValueError(f"illegal characters (CR or LF) in header: {line!r}")
+        head = b"\r\n".join(lines)
+        if head.count(b"\r") != len(lines) - 1 or head.count(b"\n") != len(lines) - 1:
+            raise ValueError(f"illegal characters (CR or LF) in a header: {head!r}")
         self.started = True
-        lines.append(b"\r\n")
-        return self._send(b"\r\n".join(lines) + self._framed(chunk))
+        return self._send(head + b"\r\n\r\n" + self._framed(chunk))
 
     def write(self, chunk):
         return self._send(self._framed(chunk))
