@@ -215,7 +215,11 @@ class Connection(asyncio.Protocol):
     def on_header(self, name, value):
         message = self.parsing
         self._count_header_bytes(message, len(name) + len(value) + 4)
-        message.headers.add(name.decode("latin-1"), value.rstrip(b" \t").decode("latin-1"))
+        name, value, headers = name.decode("latin-1"), value.rstrip(b" \t").decode("latin-1"), message.headers
+        if name in headers:
+            headers.add(name, value)
+        else:  # without add()'s checks of the name and value, which llhttp has made
+            headers[name] = value
 
     def _count_header_bytes(self, message, nbytes):
         message.header_bytes += nbytes
