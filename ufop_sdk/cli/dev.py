@@ -16,7 +16,9 @@ from ..dev.bucket import BucketHandler
 from ..dev.buckets import Bucket, Buckets
 from ..dev.platform import Platform
 from ..dev.playground import PlaygroundHandler
+from ..dev.upload import UploadHandler
 from ..errors import ConfigError, ProjectError
+from ..http.handlers import MethodMatches
 from . import serving
 from .common import load_settings, project_options
 
@@ -73,7 +75,9 @@ def dev_command(host, port, workers, buckets, project, app):
         server.platform = Platform(platform_buckets)
         return [_reload_on_change(server, project, flags)]
 
-    routes = [(r"/", PlaygroundHandler)] + ([(r"/(.+)", BucketHandler)] if buckets else [])
+    routes = [(r"/", PlaygroundHandler)]
+    if buckets:  # POST / is Qiniu's form upload; GET / stays the playground
+        routes = [(MethodMatches("POST", r"/"), UploadHandler), *routes, (r"/(.+)", BucketHandler)]
     serving.build_executor_and_serve(settings, loaded, debug=True, default_blocked=(), background=background,
                 extra_routes=routes)
 
