@@ -214,6 +214,36 @@ def test_only_post_slash_takes_a_body_over_64_kib(server, bucket):
         assert "takes no body over 65536 bytes" in json.loads(body)["error"]
 
 
+@pytest.fixture
+def nine_mib_file(tmp_path):
+    """A file over the SDK's default_upload_threshold (8 MiB), past which put_file uploads in parts."""
+    path = tmp_path / "nine.bin"
+    path.write_bytes(os.urandom(9 << 20))
+    return path
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_put_file_past_the_sdks_threshold_is_501_saying_how_to_upload_it_in_one_form(server, bucket,
+                                                                                    nine_mib_file, version):
+    ret, info = qiniu.put_file_v2(SDK.upload_token(BUCKET, "nine.bin"), "nine.bin", str(nine_mib_file),
+                               regions=[qiniu.Region(up_host=server.url)], version=version)
+    assert (ret, info.status_code) == (None, 501)
+    assert "default_upload_threshold" in error_of(info)
+    assert not (bucket / "nine.bin").exists()
+
+
+def test_put_file_with_the_threshold_raised_uploads_in_one_form(server, bucket, nine_mib_file):
+    threshold = qiniu.config.get_default("default_upload_threshold")
+    qiniu.config.set_default(default_upload_threshold=1 << 30)
+    try:
+        ret, info = qiniu.put_file_v2(SDK.upload_token(BUCKET, "nine.bin"), "nine.bin", str(nine_mib_file),
+                                   regions=[qiniu.Region(up_host=server.url)])
+    finally:
+        qiniu.config.set_default(default_upload_threshold=threshold)
+    assert ret == {"hash": qiniu.utils.etag(str(nine_mib_file)), "key": "nine.bin"}, info.text_body
+    assert (bucket / "nine.bin").read_bytes() == nine_mib_file.read_bytes()
+
+
 class Generated:
     """`size` bytes made as they are read (never held whole), with their SHA-1."""
 

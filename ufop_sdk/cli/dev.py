@@ -16,7 +16,7 @@ from ..dev.bucket import BucketHandler
 from ..dev.buckets import Bucket, Buckets
 from ..dev.platform import Platform
 from ..dev.playground import PlaygroundHandler
-from ..dev.upload import UploadHandler
+from ..dev.upload import ResumableUploadHandler, UploadHandler
 from ..errors import ConfigError, ProjectError
 from ..http.handlers import MethodMatches
 from . import serving
@@ -77,7 +77,9 @@ def dev_command(host, port, workers, buckets, project, app):
 
     routes = [(r"/", PlaygroundHandler)]
     if buckets:  # POST / is Qiniu's form upload; GET / stays the playground
-        routes = [(MethodMatches("POST", r"/"), UploadHandler), *routes, (r"/(.+)", BucketHandler)]
+        routes = [(MethodMatches("POST", r"/"), UploadHandler),
+                  (MethodMatches("POST", ResumableUploadHandler.PATHS), ResumableUploadHandler),
+                  *routes, (r"/(.+)", BucketHandler)]
     serving.build_executor_and_serve(settings, loaded, debug=True, default_blocked=(), background=background,
                 extra_routes=routes)
 

@@ -6,6 +6,12 @@ from ..errors import UfopError
 REQUEST_ID_HEADER = "X-Reqid"
 
 
+class NotEmulated(UfopError):
+    """A part of the platform dev does not emulate: a known answer, not a fault of the server."""
+
+    status = 501
+
+
 def is_qiniu_status(status):
     """Qiniu's own 6xx statuses (612 no such key, 614 key exists, 631 no such bucket): the client's errors."""
     return 600 <= status < 700
@@ -13,7 +19,8 @@ def is_qiniu_status(status):
 
 class QiniuAnswers:
     """A mixin before a JsonHandler: X-Reqid on every answer, errors too, and a 6xx UfopError
-    answered with its own status (the JSON error body keeps 400-599) and logged without a traceback."""
+    answered with its own status (the JSON error body keeps 400-599); neither it nor NotEmulated is
+    logged with a traceback."""
 
     def initialize(self, server):
         super().initialize(server)
@@ -30,6 +37,6 @@ class QiniuAnswers:
             self.set_status(error.status)
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, UfopError) and is_qiniu_status(value.status):
+        if isinstance(value, NotEmulated) or isinstance(value, UfopError) and is_qiniu_status(value.status):
             return  # the client's error, not the server's fault
         super().log_exception(typ, value, tb)

@@ -29,7 +29,7 @@ import zlib
 from ..errors import BadRequest, UfopError
 from ..http.dispatch import BodyLimit
 from ..http.handlers import StreamedBodyHandler
-from .answers import REQUEST_ID_HEADER, QiniuAnswers
+from .answers import REQUEST_ID_HEADER, NotEmulated, QiniuAnswers
 from .form import StreamedForm
 from .qiniu_auth import Etag, Unauthorized, check_put_policy, etag, unverified_put_policy
 
@@ -147,6 +147,23 @@ class UploadHandler(QiniuAnswers, StreamedBodyHandler):
         if insert_only and os.path.lexists(path) and not _same_contents(self.bucket, key, received):
             raise KeyExists(f"key {key!r} exists in bucket {self.bucket.name!r} and the token's policy "
                             "only adds files (a scope without a key, a prefix, or insertOnly)")
+
+
+class ResumableUploadHandler(QiniuAnswers, StreamedBodyHandler):
+    """Qiniu's resumable upload (v1 ``/mkblk``, ``/bput``, ``/mkfile``; v2 ``/buckets/.../uploads``),
+    which the SDK's put_file uses for a file over ``default_upload_threshold`` (8 MiB): not
+    emulated. Its first request is answered 501 with the way around, its body read and dropped."""
+
+    PATHS = r"/(?:(?:mkblk|bput|mkfile)/.*|buckets/[^/]+/objects/.*)"
+    body_limit = UploadHandler.body_limit
+
+    def data_received(self, chunk):
+        pass
+
+    def post(self):
+        raise NotEmulated("dev emulates Qiniu's form upload (POST /), not its resumable upload, which "
+                          "put_file uses past qiniu.config's default_upload_threshold (8 MiB): raise it "
+                          "with qiniu.config.set_default(default_upload_threshold=...), or use put_data")
 
 
 def _token(token):
