@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import os
+import socket
 import threading
 import zlib
 
@@ -260,21 +261,29 @@ class Generated:
             yield block
 
 
+BOUNDARY = "----ufop-test-boundary"
+FORM_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def form_head(token, key):
+    """A multipart form's fields `token` and `key`, and the start of its file part."""
+    head = "".join(f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                   for name, value in (("token", token), ("key", key)))
+    head += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big\"\r\n"
+             "Content-Type: application/octet-stream\r\n\r\n")
+    return head.encode()
+
+
 def stream_form(server, token, key, content, size):
     """POST a multipart form whose file part is `content` (an iterable of `size` bytes), with a
     Content-Length, or chunked when `size` is None; returns (status, headers, JSON body)."""
-    boundary = "----ufop-test-boundary"
-    head = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-                   for name, value in (("token", token), ("key", key)))
-    head += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big\"\r\n"
-             "Content-Type: application/octet-stream\r\n\r\n")
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    head, tail = form_head(token, key), f"\r\n--{BOUNDARY}--\r\n".encode()
+    headers = {"Content-Type": FORM_TYPE}
     if size is not None:
-        headers["Content-Length"] = str(len(head.encode()) + size + len(tail))
+        headers["Content-Length"] = str(len(head) + size + len(tail))
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
     try:
-        connection.request("POST", "/", body=_chained([head.encode()], content, [tail]), headers=headers,
+        connection.request("POST", "/", body=_chained([head], content, [tail]), headers=headers,
                            encode_chunked=size is None)
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), json.loads(response.read())
@@ -326,6 +335,18 @@ def test_a_300_mib_upload_is_stored_whole_while_the_servers_memory_grows_far_les
         assert memory.peak - before < 64 << 20, f"the server grew by {(memory.peak - before) >> 20} MiB"
     finally:
         stored.unlink()
+
+
+def test_a_client_gone_mid_upload_leaves_nothing_and_the_server_answers_on(server, bucket):
+    head = form_head(SDK.upload_token(BUCKET, "abandoned.bin"), "abandoned.bin")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM_TYPE}\r\n"
+                     f"Content-Length: {len(head) + (10 << 20)}\r\n\r\n".encode() + head)
+        sock.sendall(b"a" * (2 << 20))
+        server.wait_until(lambda: files_in(bucket / ".ufop-dev"), 10, "the incoming file")
+    server.wait_until(lambda: not files_in(bucket / ".ufop-dev"), 10, "the incoming file to go")
+    assert not (bucket / "abandoned.bin").exists()
+    assert put(server, "after-the-abandoned.bin")[1].status_code == 200
 
 
 @pytest.fixture(scope="module")
