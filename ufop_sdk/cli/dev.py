@@ -14,6 +14,7 @@ from ..app.project import load_app
 from ..app.settings import Settings, load_env_file
 from ..dev.bucket import BucketHandler
 from ..dev.buckets import Bucket, Buckets
+from ..dev.persistent import PfopHandler, PlaygroundJobsHandler, StatusHandler
 from ..dev.platform import Platform
 from ..dev.playground import PlaygroundHandler
 from ..dev.upload import ResumableUploadHandler, UploadHandler
@@ -72,10 +73,11 @@ def dev_command(host, port, workers, buckets, project, app):
 
     def background(server):
         server.load_error = error
-        server.platform = Platform(platform_buckets)
+        server.platform = Platform(platform_buckets, server)
         return [_reload_on_change(server, project, flags)]
 
-    routes = [(r"/", PlaygroundHandler)]
+    routes = [(r"/", PlaygroundHandler), (r"/pfop/?", PfopHandler), (r"/status/get/prefop", StatusHandler),
+              (r"/_dev/jobs", PlaygroundJobsHandler)]
     if buckets:  # POST / is Qiniu's form upload; GET / stays the playground
         routes = [(MethodMatches("POST", r"/"), UploadHandler),
                   (MethodMatches("POST", ResumableUploadHandler.PATHS), ResumableUploadHandler),

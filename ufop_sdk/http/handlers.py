@@ -43,6 +43,8 @@ class JsonHandler(RequestHandler):
 
     def write_error_body(self, error):
         self.write_response(self.server.error_response(error, self.request_id))
+        if 600 <= error.status < 700:  # dev's platform emulation answers Qiniu's own (612, 631)
+            self.set_status(error.status)
 
     def write_response(self, response):
         """Status, content type, headers and body of a Response, not yet finished."""
@@ -64,7 +66,7 @@ class JsonHandler(RequestHandler):
 
     def log_exception(self, typ, value, tb):
         status = getattr(value, "status_code", None) or getattr(value, "status", 500)
-        if isinstance(value, (HTTPError, UfopError)) and status < 500:
+        if isinstance(value, (HTTPError, UfopError)) and not 500 <= status < 600:
             return  # the request's access line tells it
         else:
             super().log_exception(typ, value, tb)
