@@ -183,6 +183,16 @@ def test_a_key_that_would_leave_the_bucket_is_refused_and_nothing_is_written(ser
     assert os.listdir(root / "outside") == []
 
 
+def test_an_upload_to_a_key_that_links_out_replaces_the_link_never_the_file_outside(server, root, bucket):
+    (root / "outside-secret").write_bytes(b"outside")
+    (bucket / "linked-key").symlink_to(root / "outside-secret")
+    ret, info = put(server, "linked-key", b"uploaded")
+    assert info.status_code == 200, info.text_body
+    assert not (bucket / "linked-key").is_symlink()
+    assert (bucket / "linked-key").read_bytes() == b"uploaded"
+    assert (root / "outside-secret").read_bytes() == b"outside"
+
+
 def test_a_crc32_that_matches_is_accepted_and_one_that_does_not_is_406(server, bucket):
     token = SDK.upload_token(BUCKET, "checked.txt")
     right = zlib.crc32(DATA)
