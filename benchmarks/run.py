@@ -16,6 +16,7 @@ import io
 import os
 import platform
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -39,13 +40,14 @@ def free_port():
 
 
 class Process:
-    """A server subprocess listening on `port`, stopped on exit."""
+    """A server subprocess listening on `port`, stopped on exit with every process it started."""
 
     def __init__(self, command, port, env=None, cwd=None):
         self.port = port
         environment = {**os.environ, **(env or {})}
+        # A session of its own: stop() can then reach the children the server leaves behind.
         self.process = subprocess.Popen(command, env=environment, cwd=cwd, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.ready():
@@ -69,10 +71,11 @@ class Process:
 
     def stop(self):
         self.process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError):  # thumbor's processes outlive their parent
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def __enter__(self):
         return self
