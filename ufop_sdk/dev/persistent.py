@@ -7,28 +7,15 @@ set (see qiniu_auth.py), and every answer, errors too, is JSON with the
 
 from ..errors import BadRequest, NotFound, UfopError
 from ..http.handlers import JsonHandler
+from .answers import QiniuAnswers
 from .buckets import NoSuchKey
 from .jobs import Job
 
 FORCED = ("1", "true")
 
 
-class PlatformHandler(JsonHandler):
+class PlatformHandler(QiniuAnswers, JsonHandler):
     """A handler of the platform's API: X-Reqid on every answer, the management token checked first."""
-
-    def initialize(self, server):
-        super().initialize(server)
-        self.set_header("X-Reqid", self.request_id)
-
-    def set_default_headers(self):  # again after an error clears the headers
-        super().set_default_headers()
-        if hasattr(self, "request_id"):
-            self.set_header("X-Reqid", self.request_id)
-
-    def write_error_body(self, error):
-        super().write_error_body(error)
-        if 600 <= error.status < 700:  # Qiniu's own statuses (612 no such key, 631 no such bucket) pass
-            self.set_status(error.status)
 
     def prepare(self):
         credentials = self.server.platform.credentials
@@ -52,7 +39,9 @@ class PfopHandler(PlatformHandler):
         if fields("workflowTemplateID", ""):
             raise BadRequest("dev runs fops, not workflow templates: send 'fops'")
         bucket, key = platform.buckets[self.required("bucket", fields)], self.required("key", fields)
-        fops = [fop for fop in self.required("fops", fields).split(";") if fop]
+        fops = [fop for fop in self.required("fops", fields).split(";") if fop.strip()]
+        if not fops:
+            raise BadRequest("'fops' holds no fop")
         try:
             bucket.file(key)
         except NotFound:
