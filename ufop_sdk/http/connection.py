@@ -120,6 +120,8 @@ class Connection(asyncio.Protocol):
         self.waiting_bytes = 0
         self.read_from_message_start = None  # while a read that begins with a new request is parsed
         self.broken = False  # a request behind the current one is malformed: close after the current answer
+        self.stopped_reading = False  # nothing more is read: the connection ends after the current answer
+        self.reading_paused = False
         self.exchange = None  # the request being read or answered
         self.write_waiter = None  # the future of a write the kernel has not yet taken whole
         self.written = None  # a future already done, the answer to a write taken at once
@@ -273,14 +275,26 @@ class Connection(asyncio.Protocol):
         if self.waiting:
             message = self.waiting.popleft()
             self.waiting_bytes -= message.header_bytes + sum(map(len, message.body))
-            if self.waiting_bytes < PIPELINED_BYTES:
-                self.transport.resume_reading()
+            self.update_reading()
             self.exchange.replay(message)
+        elif self.reading_paused:  # the request before had us wait
+            self.update_reading()
 
     def _keep_waiting(self, nbytes):
         self.waiting_bytes += nbytes
-        if self.waiting_bytes >= PIPELINED_BYTES:
-            self.transport.pause_reading()
+        self.update_reading()
+
+    def update_reading(self):
+        """Read unless told to stop, a delegate has us wait, or what is kept of pipelined requests is full."""
+        exchange = self.exchange
+        pause = (self.stopped_reading or self.waiting_bytes >= PIPELINED_BYTES
+                 or (exchange is not None and exchange.held is not None))
+        if pause != self.reading_paused and not self.closing:
+            self.reading_paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def _header_bytes_over(self, message, data):
         """Headers still arriving, past twice the limit: bounds what the parser holds of a header
@@ -291,7 +305,11 @@ class Connection(asyncio.Protocol):
     def _end_after_answer(self):
         if self.exchange is not None:
             self.exchange.keep_alive = False
-        self.transport.pause_reading()
+        self._stop_reading()
+
+    def _stop_reading(self):
+        self.stopped_reading = True
+        self.update_reading()
 
     def _malformed(self, status, reason):
         """A request that cannot be parsed is answered with an error, then the connection closed.
@@ -301,7 +319,7 @@ class Connection(asyncio.Protocol):
         request being answered closes the connection after that answer.
         """
         log.info("malformed request from %s: %s", self.context, reason)
-        self.transport.pause_reading()
+        self._stop_reading()
         exchange = self.exchange
         if exchange is not None and exchange.message is not None and exchange.message is not self.parsing:
             self.broken = True
@@ -348,31 +366,64 @@ class Exchange:
         self.head = False  # a HEAD request: the answer's body is not sent
         self.chunked = False
         self.close_callback = None
+        self.held = None  # while the delegate has us wait (it returned a Future): what it gets next, in order
+        self.finish_given = False  # the delegate's finish() was called: it has the whole request
 
-    # The request, from the Connection
+    # The request, from the Connection: each part given to the delegate once it is done with the one before
 
     def begin(self, message):
         self.message = message
         self.keep_alive = message.keep_alive
         self.head = message.start_line.method == "HEAD"
-        self._call(self.delegate.headers_received, message.start_line, message.headers)
+        self._give(self.delegate.headers_received, message.start_line, message.headers)
         if (not self.finished and not self.connection.closing
                 and message.headers.get("Expect", "").lower() == "100-continue"):
             self.connection.transport.write(b"HTTP/1.1 100 (Continue)\r\n\r\n")
 
     def body(self, chunk):
-        if not self.finished:  # an answer finished early drops the rest of the body
-            self._call(self.delegate.data_received, chunk)
+        if self.held is not None:
+            self.held.append(chunk)
+        elif not self.finished:  # an answer finished early drops the rest of the body
+            self._give(self.delegate.data_received, chunk)
 
     def complete(self):
         self.message.complete = True
-        if not self.finished:
+        if self.held is not None:
+            self.held.append(None)
+        elif not self.finished:
+            self.finish_given = True
             self._call(self.delegate.finish)
+
+    def _give(self, method, *args):
+        """Call a delegate's method; when it returns an awaitable (Tornado's application does, for a
+        handler that streams its body), hold what comes next, and the reading, until it is done."""
+        waiting = self._call(method, *args)
+        if waiting is not None and not (asyncio.isfuture(waiting) and waiting.done()):
+            self.held = deque()
+            self.connection.update_reading()
+            asyncio.ensure_future(waiting).add_done_callback(self._release)
+
+    def _release(self, waited):
+        held, self.held = self.held, None
+        if self.delegate is None or self.connection.closing:
+            return  # over: nothing more is given
+        if not waited.cancelled() and waited.exception() is not None:
+            log.error("request from %s failed", self.context, exc_info=waited.exception())
+            self.connection.close()
+            return
+        self.connection.update_reading()
+        while held:
+            part = held.popleft()
+            if part is None:
+                self.complete()
+            else:
+                self.body(part)
+            if self.held is not None:  # told to wait again: the rest stays behind, in order
+                self.held.extend(held)
+                return
 
     def replay(self, message):
         """A pipelined request, parsed while the one before it was answered."""
-        if message.start_line is None:
-            return
         self.begin(message)
         for chunk in message.body:
             self.body(chunk)
@@ -384,7 +435,7 @@ class Exchange:
         delegate, self.delegate = self.delegate, None
         if self.message is None or delegate is None:
             return
-        if not self.message.complete:
+        if not self.finish_given:
             self._call(delegate.on_connection_close)
         elif self.close_callback is not None:
             # After the callbacks of the write it interrupted, which tell what was sent, as with Tornado.
@@ -392,12 +443,14 @@ class Exchange:
             self.close_callback = None
 
     def _call(self, method, *args):
-        """A delegate's method; its exception is logged and closes the connection, as Tornado does."""
+        """A delegate's method, and what it returns; its exception is logged and closes the connection,
+        as Tornado does."""
         try:
-            method(*args)
+            return method(*args)
         except Exception:
             log.exception("request from %s failed", self.context)
             self.connection.close()
+            return None
 
     # The answer, from the delegate (Tornado's HTTPConnection interface)
 
