@@ -75,7 +75,7 @@ def upload_slowly(port, size, piece=1000, pause=0.001):
         sock.sendall(b"POST /handler?cmd=t/echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
         with contextlib.suppress(OSError):  # the server may answer and stop reading before the end
             for sent in range(0, size, piece):
-                sock.sendall(b"\5" * min(piece, size - sent))  # not a byte past the body: it would be a request
+                sock.sendall(b"\5" * min(piece, size - sent))  # a byte past the body would be a request
                 time.sleep(pause)
         received = b""
         with contextlib.suppress(OSError):
