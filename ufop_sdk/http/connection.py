@@ -14,7 +14,9 @@ One request at a time per connection: requests a client pipelines are
 parsed as they arrive and kept, each handed to the delegate once the answer
 before it is written. Reading goes on while a request is processed, so a
 client leaving is seen at once; it pauses when what is kept passes
-PIPELINED_BYTES.
+PIPELINED_BYTES, and while a delegate has us wait before the next part of
+its request (it returned a Future, as Tornado's application does for a
+handler that streams its body).
 """
 
 import asyncio
