@@ -205,8 +205,9 @@ def test_a_client_leaving_while_its_request_is_processed_is_seen_at_once(server)
     (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * header_limit(Settings()) + b"\r\n\r\n", 431),
     (b"POST /handler?cmd=t/echo HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 413),
     (b"get /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    (b"GET /health HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),
 ], ids=["a NUL in a header", "two spaces in the request line", "headers past the limit",
-        "a Content-Length past 64 bits", "an unknown method"])
+        "a Content-Length past 64 bits", "an unknown method", "two hosts (Tornado's application refuses it)"])
 def test_a_request_that_cannot_be_parsed_gets_a_json_error_with_a_request_id_and_the_connection_closes(
         server, request_bytes, status):
     sock, stream = connect(server)

@@ -370,6 +370,7 @@ class Exchange:
         self.close_callback = None
         self.held = None  # while the delegate has us wait (it returned a Future): what it gets next, in order
         self.finish_given = False  # the delegate's finish() was called: it has the whole request
+        self.failed = False  # one of the delegate's methods raised
 
     # The request, from the Connection: each part given to the delegate once it is done with the one before
 
@@ -385,14 +386,14 @@ class Exchange:
     def body(self, chunk):
         if self.held is not None:
             self.held.append(chunk)
-        elif not self.finished:  # an answer finished early drops the rest of the body
+        elif not (self.finished or self.failed):  # an answer finished early drops the rest of the body
             self._give(self.delegate.data_received, chunk)
 
     def complete(self):
         self.message.complete = True
         if self.held is not None:
             self.held.append(None)
-        elif not self.finished:
+        elif not (self.finished or self.failed):
             self.finish_given = True
             self._call(self.delegate.finish)
 
@@ -445,14 +446,24 @@ class Exchange:
             self.close_callback = None
 
     def _call(self, method, *args):
-        """A delegate's method, and what it returns; its exception is logged and closes the connection,
-        as Tornado does."""
+        """A delegate's method, and what it returns. Once one raises, the delegate gets nothing more
+        but on_connection_close: HTTPInputError (Tornado's application finds the request malformed)
+        is answered 400, any other exception logged; the connection is closed."""
         try:
             return method(*args)
+        except httputil.HTTPInputError as exc:
+            log.info("malformed request from %s: %s", self.context, exc)
+            self.failed = True
+            if self.started or self.connection.closed():
+                self.connection.close()
+            else:
+                self.keep_alive = False
+                self.connection.server.answer_malformed(self, 400, str(exc))
         except Exception:
             log.exception("request from %s failed", self.context)
+            self.failed = True
             self.connection.close()
-            return None
+        return None
 
     # The answer, from the delegate (Tornado's HTTPConnection interface)
 
