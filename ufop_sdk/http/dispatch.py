@@ -44,10 +44,10 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
     It also bounds how long a client may take to send a request: its
     headers within `idle_seconds` (which also bounds an idle keep-alive
     connection), then its body within `body_seconds`; and to take a
-    /handler answer, within `write_seconds` of its writing. Tornado's own
-    header and body timeouts cost a timer and a task per request; here a
-    connection's deadline is one entry in a dict, and `close_slow_clients`,
-    run every second, closes the connections past theirs.
+    /handler answer, within `write_seconds` of its writing. A timer per
+    request would cost a handle each; here a connection's deadline is one
+    entry in a dict, and `close_slow_clients`, run every second, closes the
+    connections past theirs.
     """
 
     def __init__(self, server, application, idle_seconds, body_seconds, write_seconds, streamed_rules=()):

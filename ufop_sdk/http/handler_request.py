@@ -1,4 +1,4 @@
-"""``POST /handler``: the platform's call, on Tornado's HTTP connection layer.
+"""``POST /handler``: the platform's call, on the connection layer (connection.py).
 
 This is the hot path, so it is an `HTTPMessageDelegate` rather than a
 RequestHandler: the request is routed when its headers arrive, the body
@@ -146,7 +146,7 @@ class HandlerRequest(RefusableRequest):
         # Held here, as the connection holds this request: asyncio keeps only weak references to tasks.
         self.reply = reply
         reply.add_done_callback(self._replied)
-        # Tornado watches the connection from now until the answer is written.
+        # The connection layer tells us from now until the answer is written.
         self.connection.set_close_callback(self._client_left)
 
     def on_connection_close(self):
@@ -192,7 +192,7 @@ class HandlerRequest(RefusableRequest):
             return
         try:
             written = self._write(response)
-        except ValueError:  # a header Tornado refuses (not latin-1, or CR/LF): nothing was written
+        except ValueError:  # a header that cannot be sent (not latin-1, or CR/LF): nothing was written
             log.exception("request %s: cannot send the answer", self.request_id)
             error = UfopError(f"processor {self.processor!r} answered a header that cannot be sent")
             written = self._write(self.server.error_response(error, self.request_id))
@@ -226,7 +226,7 @@ class HandlerRequest(RefusableRequest):
             await write_streamed(self.connection, response, self.request_id, self.server.stopping,
                                  self.server.settings.max_output_bytes, self._taken)
             self.connection.finish()
-        except ValueError:  # a header Tornado refuses: nothing was written
+        except ValueError:  # a header that cannot be sent: nothing was written
             log.exception("request %s: cannot send the answer", self.request_id)
             error = UfopError(f"processor {self.processor!r} answered a header that cannot be sent")
             future_add_done_callback(self._write(self.server.error_response(error, self.request_id)),

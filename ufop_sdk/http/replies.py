@@ -1,4 +1,5 @@
-"""Writing an answer on Tornado's HTTP/1 connection layer, and refusing a request before its body is read."""
+"""Writing an answer on the HTTP/1 connection layer (connection.py), and refusing a request before its body
+is read."""
 
 import email.utils
 import time
@@ -14,7 +15,7 @@ DRAIN_LIMIT = 16 << 20
 def write_response(connection, response, request_id, closing=False):
     """Status line, headers and body of `response`, in one write; returns the future of the writing.
 
-    Raises ValueError, having written nothing, for a header Tornado cannot send.
+    Raises ValueError, having written nothing, for a header that cannot be sent.
     `closing` adds ``Connection: close`` (the server is stopping).
     """
     body = b"" if response.status in (204, 304) else response.body

@@ -1,6 +1,6 @@
 """Writing an answer that is not in memory: a file from disk, or a worker's stream, as its client takes it.
 
-One chunk is in Tornado's buffer at a time: the next is read (or awaited
+One chunk is in the connection's buffer at a time: the next is read (or awaited
 from the worker) only once the one before it has gone to the kernel, so a
 slow client paces the producer and the server holds about a MiB of the
 answer, whatever its size.
@@ -24,8 +24,8 @@ async def write_streamed(connection, response, request_id, closing, limit, progr
         sent += len(chunk)
         if sent > limit:
             raise AnswerCut(f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)")
-        # One write at a time: Tornado's connection keeps one write's future (a second would orphan
-        # the first); the socket's own buffer keeps the kernel sending meanwhile.
+        # One write at a time, each awaited until the kernel has taken it: the socket's own buffer
+        # keeps the kernel sending meanwhile.
         await connection.write(chunk)
         progress(len(chunk))
     if body.length is not None and sent != body.length:
