@@ -1,0 +1,69 @@
+"""Small processors for dev's persistent processing (tests/dev/test_pfop.py): ``pfoptest/<route>``."""
+
+import time
+
+import attrs
+
+from ufop_sdk import BadRequest, Processor, integer
+
+FAILURE = "this fop always fails"
+
+
+class Upper(Processor):
+    route = r"upper"
+
+    def process(self, req):
+        return req.buffer.read().upper(), "text/plain"
+
+
+class Reverse(Processor):
+    route = r"reverse"
+
+    def process(self, req):
+        return req.buffer.read()[::-1], "text/plain"
+
+
+class Fail(Processor):
+    route = r"fail"
+
+    def process(self, req):
+        raise BadRequest(FAILURE)
+
+
+class Sleep(Processor):
+    """The input back after some seconds: a job that stays running for a while."""
+
+    route = r"sleep/(?P<seconds>\d+)"
+    timeout = 120
+
+    @attrs.frozen
+    class Args:
+        seconds: int = integer(0, 100)
+
+    def process(self, req):
+        time.sleep(req.args.seconds)
+        return req.buffer.read(), "text/plain"
+
+
+class Timed(Processor):
+    """When it started and ended (Unix seconds), after some seconds: shows fops running side by side."""
+
+    route = r"timed/(?P<seconds>\d+)"
+
+    @attrs.frozen
+    class Args:
+        seconds: int = integer(0, 100)
+
+    def process(self, req):
+        started = time.time()
+        time.sleep(req.args.seconds)
+        return {"started": started, "ended": time.time()}
+
+
+class Platform(Processor):
+    """What the platform told the processor of the call (req.qiniu)."""
+
+    route = r"platform"
+
+    def process(self, req):
+        return attrs.asdict(req.qiniu)
