@@ -14,6 +14,7 @@ from ..app.project import load_app
 from ..app.settings import Settings, load_env_file
 from ..dev.bucket import BucketHandler
 from ..dev.buckets import Bucket, Buckets
+from ..dev.persistent import PfopHandler, StatusHandler
 from ..dev.platform import Platform
 from ..dev.playground import PlaygroundHandler
 from ..errors import ConfigError, ProjectError
@@ -70,10 +71,11 @@ def dev_command(host, port, workers, buckets, project, app):
 
     def background(server):
         server.load_error = error
-        server.platform = Platform(platform_buckets)
+        server.platform = Platform(platform_buckets, server)
         return [_reload_on_change(server, project, flags)]
 
-    routes = [(r"/", PlaygroundHandler)] + ([(r"/(.+)", BucketHandler)] if buckets else [])
+    routes = [(r"/", PlaygroundHandler), (r"/pfop/?", PfopHandler), (r"/status/get/prefop", StatusHandler),
+              *([(r"/(.+)", BucketHandler)] if buckets else [])]
     serving.build_executor_and_serve(settings, loaded, debug=True, default_blocked=(), background=background,
                 extra_routes=routes)
 

@@ -2,7 +2,8 @@
 
 Steps are split on the query's literal ``|`` before each is percent-decoded,
 so ``%7C`` is a ``|`` inside a cmd. The host ``NAME.localhost`` reads bucket
-NAME; any other host, the first bucket.
+NAME; any other host, the first bucket. A pipeline ending in ``saveas/...``
+stores its output and answers ``{"key": ..., "hash": ...}`` (saveas.py).
 """
 
 import os
@@ -16,6 +17,8 @@ from ..app.media import sniff_file
 from ..http.handlers import JsonHandler
 from ..http.streamed import body_chunks
 from .pipelines import platform_headers, run_pipeline
+from .qiniu_auth import Unauthorized
+from .saveas import SIGN, save_answer, split_saveas
 
 CHUNK_BYTES = 64 << 10  # a file is sent in pieces of this size, never read whole
 
@@ -24,7 +27,8 @@ class BucketHandler(JsonHandler):
     """Serves a bucket's files, through a pipeline when the query names one."""
 
     async def get(self, key):
-        bucket = self.server.platform.buckets.for_host(self.request.host)
+        buckets = self.server.platform.buckets
+        bucket = buckets.for_host(self.request.host)
         path = bucket.file(key)
         query = self.request.query
         with open(path, "rb") as file:
@@ -32,13 +36,33 @@ class BucketHandler(JsonHandler):
                 await self._send_file(file)
                 return
             url = f"{self.request.protocol}://{self.request.host}/{quote(key)}"
-            steps = [unquote(step) for step in query.split("|")]
+            steps, saveas = split_saveas([unquote(step) for step in query.split("|")])
+            if saveas:
+                self._check_sign(saveas)
             headers = platform_headers(self.request.headers, bucket.name, key, steps)
             response = await run_pipeline(self.server, self.request_id, steps, file, url, headers)
-        if isinstance(response.body, bytes):
+        if saveas and response.status < 400:
+            key, hash_ = await save_answer(buckets[saveas.bucket], saveas.key, response.body)
+            self.finish({"key": key, "hash": hash_})
+        elif isinstance(response.body, bytes):
             self.write_response(response)
             self.finish()
+        else:
+            await self._send_response(response)
+
+    def _check_sign(self, saveas):
+        """With credentials set, the synchronous saveas must be signed: `sign` is the HMAC of the URL
+        up to ``/sign/``, without its scheme, as the client sent it."""
+        credentials = self.server.platform.credentials
+        if credentials is None:
             return
+        if saveas.sign is None:
+            raise Unauthorized("a synchronous saveas must end with /sign/<AccessKey>:<sign> "
+                               "while QINIU_ACCESS_KEY is set")
+        signed = self.request.host + self.request.uri.rpartition(SIGN)[0]
+        credentials.check_signed(saveas.sign, signed, "the saveas sign")
+
+    async def _send_response(self, response):
         try:
             self.write_response(attrs.evolve(response, body=b""))
             self.clear_header("Content-Length")

@@ -12,6 +12,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import attrs
 
@@ -130,6 +131,14 @@ class Buckets:
         except KeyError:
             served = ", ".join(map(repr, self.by_name)) or "none (--bucket NAME=DIR)"
             raise NoSuchBucket(f"no such bucket {name!r}: dev serves {served}") from None
+
+    def url(self, bucket, key, request):
+        """The URL ``GET /<key>`` serves `bucket`'s `key` at, on the server `request` came to."""
+        host = request.host
+        if bucket is not self.for_host(host):
+            port = host.rpartition(":")[2]
+            host = f"{bucket.name}.localhost" + (f":{port}" if port.isdecimal() else "")
+        return f"{request.protocol}://{host}/{quote(key)}"
 
     def for_host(self, host):
         """The bucket a ``GET /<key>`` reads: ``NAME.localhost`` names one, any other host the first."""

@@ -60,14 +60,14 @@ class Credentials:
         data = path_and_query.encode() + b"\n"
         if body and (content_type or "").split(";")[0].strip().lower() == FORM:
             data += body
-        self._check(token, data, "the management token")
+        self.check_signed(token, data, "the management token")
 
     def check_upload_token(self, token, bucket, key, now=None):
         """The put policy of an upload `token` that lets `key` into `bucket`; raises Unauthorized."""
         access_and_sign, _, encoded = (token or "").rpartition(":")
         if not access_and_sign or not encoded:
             raise Unauthorized("the upload token is not '<AccessKey>:<sign>:<policy>'")
-        self._check(access_and_sign, encoded.encode(), "the upload token")
+        self.check_signed(access_and_sign, encoded.encode(), "the upload token")
         policy = _decoded_policy(encoded)
         deadline = policy.get("deadline")
         if not isinstance(deadline, int) or deadline < (time.time() if now is None else now):
@@ -77,7 +77,8 @@ class Credentials:
                                f"{bucket}:{key}")
         return policy
 
-    def _check(self, token, data, what):
+    def check_signed(self, token, data, what):
+        """Raise Unauthorized unless `token` is ``<AK>:<sign>`` of this account for `data`."""
         access_key, _, sign = token.partition(":")
         if access_key != self.access_key:
             raise Unauthorized(f"{what} names another access key")

@@ -63,7 +63,7 @@ class JsonHandler(RequestHandler):
 
     def log_exception(self, typ, value, tb):
         status = getattr(value, "status_code", None) or getattr(value, "status", 500)
-        if isinstance(value, (HTTPError, UfopError)) and status < 500:
+        if isinstance(value, (HTTPError, UfopError)) and not 500 <= status < 600:
             return  # the request's access line tells it
         else:
             super().log_exception(typ, value, tb)

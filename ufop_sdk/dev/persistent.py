@@ -1,0 +1,76 @@
+"""``POST /pfop`` and ``GET /status/get/prefop`` in ``dev``, as Qiniu's API host answers them.
+
+Both are signed with the account's management token when credentials are
+set (see qiniu_auth.py), and every answer, errors too, is JSON with the
+``X-Reqid`` header the official SDK requires.
+"""
+
+from ..errors import BadRequest, NotFound, UfopError
+from ..http.handlers import JsonHandler
+from .buckets import NoSuchKey
+from .jobs import Job
+
+FORCED = ("1", "true")
+
+
+class PlatformHandler(JsonHandler):
+    """A handler of the platform's API: X-Reqid on every answer, the management token checked first."""
+
+    def initialize(self, server):
+        super().initialize(server)
+        self.set_header("X-Reqid", self.request_id)
+
+    def set_default_headers(self):  # again after an error clears the headers
+        super().set_default_headers()
+        if hasattr(self, "request_id"):
+            self.set_header("X-Reqid", self.request_id)
+
+    def write_error_body(self, error):
+        super().write_error_body(error)
+        if 600 <= error.status < 700:  # Qiniu's own statuses (612 no such key, 631 no such bucket) pass
+            self.set_status(error.status)
+
+    def prepare(self):
+        credentials = self.server.platform.credentials
+        if credentials is not None:
+            credentials.check_management(self.request.headers.get("Authorization"), self.request.uri,
+                                         self.request.body, self.request.headers.get("Content-Type"))
+
+    def required(self, name, arguments):
+        value = arguments(name, "").strip()
+        if not value:
+            raise BadRequest(f"the {name!r} field is missing")
+        return value
+
+
+class PfopHandler(PlatformHandler):
+    """Starts a persistent job: each of `fops` (``;``-separated) on the bucket's key."""
+
+    def post(self):
+        platform = self.server.platform
+        fields = self.get_body_argument
+        if fields("workflowTemplateID", ""):
+            raise BadRequest("dev runs fops, not workflow templates: send 'fops'")
+        bucket, key = platform.buckets[self.required("bucket", fields)], self.required("key", fields)
+        fops = [fop for fop in self.required("fops", fields).split(";") if fop]
+        try:
+            bucket.file(key)
+        except NotFound:
+            raise NoSuchKey(f"no such key {key!r} in bucket {bucket.name!r}") from None
+        notify_url = fields("notifyURL", "").strip() or None
+        if notify_url:
+            try:
+                self.server.fetcher.policy.check_url(notify_url)
+            except UfopError as exc:
+                raise BadRequest(f"notifyURL: {exc}") from None
+        job = Job.new(bucket.name, key, fops, self.request_id, pipeline=fields("pipeline", ""),
+                      notify_url=notify_url, force=fields("force", "") in FORCED)
+        platform.runner.start(job, platform.buckets.url(bucket, key, self.request))
+        self.finish({"persistentId": job.id})
+
+
+class StatusHandler(PlatformHandler):
+    """A persistent job's status, in Qiniu's shape (jobs.py)."""
+
+    def get(self):
+        self.finish(self.server.platform.jobs.get(self.required("id", self.get_query_argument)).status())
