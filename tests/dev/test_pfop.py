@@ -44,12 +44,14 @@ def folders(tmp_path_factory):
     """The folders of buckets ``photos`` and ``other``, and ``outside`` next to them.
 
     ``photos`` holds ``hello.txt`` and ``link-out``, a symlink to ``outside``:
-    a saveas that escapes shows up as a file in ``outside`` or beside the buckets.
+    a saveas that escapes shows up as a file in ``outside`` or beside the buckets,
+    where ``beside.txt`` lies.
     """
     root = tmp_path_factory.mktemp("pfop-buckets")
     for name in ("photos", "other", "outside"):
         (root / name).mkdir()
     (root / "photos" / "hello.txt").write_bytes(INPUT)
+    (root / "beside.txt").write_bytes(b"a file beside the buckets, never to be processed\n")
     (root / "photos" / "link-out").symlink_to(root / "outside", target_is_directory=True)
     return root
 
@@ -84,9 +86,9 @@ def notify():
         yield origin
 
 
-def dev_on(bucket_folder, env=CREDENTIALS, project=PFOP):
+def dev_on(bucket_folder, env=CREDENTIALS, project=PFOP, workers=2):
     """A ``dev`` Server of `project` serving `bucket_folder` as bucket ``photos``."""
-    return Server(project, "--bucket", f"photos={bucket_folder}", command="dev", env=env)
+    return Server(project, "--bucket", f"photos={bucket_folder}", command="dev", env=env, workers=workers)
 
 
 # -- asking as the SDK does ------------------------------------------------------------------------------
@@ -212,6 +214,39 @@ def test_the_fops_of_a_job_run_side_by_side(photos, folders):
     assert first["started"] < second["ended"] and second["started"] < first["ended"], (first, second)
 
 
+def test_at_most_3_fops_run_at_once_and_the_others_wait(tmp_path, point_sdk_at):
+    (tmp_path / "hello.txt").write_bytes(INPUT)
+    fops = [saving("pfoptest/timed/2", "photos", f"timed/{n}.json") for n in range(5)]
+    with dev_on(tmp_path, workers=5) as server:
+        point_sdk_at(server)
+        pfop = qiniu.PersistentFop(AUTH, "photos")
+        persistent_id = submitted(pfop, "hello.txt", fops)
+        busiest = status_when(pfop, persistent_id, lambda status: codes_of(status).count(RUNNING) >= 3)
+        assert finished(pfop, persistent_id)["code"] == DONE
+    assert sorted(codes_of(busiest)) == [WAITING] * 2 + [RUNNING] * 3, busiest
+    spans = [json.loads((tmp_path / f"timed/{n}.json").read_bytes()) for n in range(5)]
+    most = max(sum(span["started"] <= other["started"] < span["ended"] for span in spans) for other in spans)
+    assert 2 <= most <= 3, spans
+
+
+def codes_of(status):
+    return [item["code"] for item in status["items"]]
+
+
+def test_a_fop_that_is_a_pipeline_saves_its_last_steps_output(photos, folders):
+    status = run(photos, "hello.txt", [saving("pfoptest/upper|pfoptest/reverse", "photos", "piped/out.txt")])
+    assert status["code"] == DONE, status
+    check_saved(status["items"][0], folders / "photos", "piped/out.txt", INPUT.upper()[::-1])
+
+
+def test_a_job_on_a_unicode_key_with_spaces_saves_to_a_unicode_key(photos, folders):
+    (folders / "photos" / "文件 夹").mkdir()
+    (folders / "photos" / "文件 夹" / "ünï côdé.txt").write_bytes("ünï côdé\n".encode())
+    status = run(photos, "文件 夹/ünï côdé.txt", [saving("pfoptest/upper", "photos", "输出/大 写.txt")])
+    assert (status["code"], status["inputKey"]) == (DONE, "文件 夹/ünï côdé.txt"), status
+    check_saved(status["items"][0], folders / "photos", "输出/大 写.txt", "ünï côdé\n".encode().upper())
+
+
 def test_a_jobs_fop_is_told_the_bucket_the_key_and_the_asynchronous_mode(photos, folders):
     status = run(photos, "hello.txt", [saving("pfoptest/platform", "photos", "told/platform.json")])
     assert status["code"] == DONE, status
@@ -264,16 +299,29 @@ def test_a_saveas_into_the_second_bucket_writes_into_its_folder(photos, folders)
     assert not (folders / "photos" / "from-photos").exists()
 
 
-@pytest.mark.parametrize("bucket, key", [
-    ("photos", "../escaped.txt"), ("photos", "deep/../../escaped.txt"), ("photos", "link-out/escaped.txt"),
-    ("photos", ".ufop-dev/escaped.txt"), ("no-such-bucket", "escaped.txt")],
-    ids=["parent", "dotdot-inside", "symlink-out", "state-folder", "unknown-bucket"])
-def test_a_saveas_out_of_the_buckets_fails_its_item_and_writes_nothing(photos, folders, bucket, key):
-    status = run(photos, "hello.txt", [saving("pfoptest/upper", bucket, key)])
+# saveas targets dev must refuse: out of the bucket folder, into dev's own state, into no bucket
+ESCAPES = {"parent": ("photos", "../escaped.txt"),
+           "dotdot-inside": ("photos", "deep/../../escaped.txt"),
+           "symlink-out": ("photos", "link-out/escaped.txt"),
+           "state-folder": ("photos", ".ufop-dev/escaped.txt"),
+           "unknown-bucket": ("no-such-bucket", "escaped.txt")}
+
+
+@pytest.mark.parametrize("target", ESCAPES.values(), ids=ESCAPES)
+def test_a_saveas_out_of_the_buckets_fails_its_item_and_writes_nothing(photos, folders, target):
+    status = run(photos, "hello.txt", [saving("pfoptest/upper", *target)])
     assert status["code"] == FAILED, status
     [item] = status["items"]
     assert item["code"] == FAILED and item["error"], item
     assert not [path for path in folders.rglob("escaped.txt")], "a saveas escaped"
+
+
+def test_a_saveas_key_with_a_dotdot_part_fails_even_where_it_names_an_existing_file(photos, folders):
+    # deep/../hello.txt resolves to hello.txt: it must not be taken for an existing target (returnOld)
+    status = run(photos, "hello.txt", [saving("pfoptest/upper", "photos", "deep/../hello.txt")])
+    [item] = status["items"]
+    assert (status["code"], item["code"]) == (FAILED, FAILED), status
+    assert (folders / "photos" / "hello.txt").read_bytes() == INPUT
 
 
 # -- signatures and errors -------------------------------------------------------------------------------
@@ -309,6 +357,18 @@ def test_a_pfop_missing_a_field_is_400(server, missing):
     response = requests.post(server.url + "/pfop", data=form, auth=RequestsAuth(AUTH), timeout=30)
     assert response.status_code == 400 and response.headers["X-Reqid"], response.text
     assert missing in response.json()["error"]
+
+
+@pytest.mark.parametrize("fops", [[";"], ["", ""]], ids=["semicolon", "empty-fops"])
+def test_a_pfop_whose_fops_are_all_empty_is_400(photos, fops):
+    _, info = photos.execute("hello.txt", fops)
+    refused(info, 400)
+
+
+def test_a_pfop_on_a_key_outside_the_bucket_is_refused(photos):
+    ret, info = photos.execute("../beside.txt", ["pfoptest/upper"])
+    assert ret is None and info.status_code >= 400, info
+    assert info.req_id and info.json()["error"], info
 
 
 def test_a_pfop_at_pfop_with_a_trailing_slash_is_accepted(server):
@@ -434,3 +494,11 @@ def test_a_synchronous_saveas_without_a_good_sign_is_401_and_saves_nothing(serve
     assert status == 401, body
     assert json.loads(body)["error"]
     assert not (folders / "photos" / "unsigned").exists()
+
+
+@pytest.mark.parametrize("target", ESCAPES.values(), ids=ESCAPES)
+def test_a_signed_synchronous_saveas_out_of_the_buckets_is_refused_and_writes_nothing(server, folders,
+                                                                                      target):
+    status, _, body = server.request("GET", signed_saveas(server, "hello.txt", "pfoptest/upper", target))
+    assert status >= 400 and json.loads(body)["error"], body
+    assert not [path for path in folders.rglob("escaped.txt")], "a saveas escaped"
