@@ -52,7 +52,9 @@ class PfopHandler(PlatformHandler):
         if fields("workflowTemplateID", ""):
             raise BadRequest("dev runs fops, not workflow templates: send 'fops'")
         bucket, key = platform.buckets[self.required("bucket", fields)], self.required("key", fields)
-        fops = [fop for fop in self.required("fops", fields).split(";") if fop]
+        fops = [fop for fop in self.required("fops", fields).split(";") if fop.strip()]
+        if not fops:
+            raise BadRequest("the 'fops' field holds no fop, only ';'")
         try:
             bucket.file(key)
         except NotFound:
