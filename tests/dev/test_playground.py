@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from support import REPO, SAMPLES, Server, save_image
 from tornado.websocket import websocket_connect
 
@@ -55,13 +56,13 @@ def dev_server(bucket):
         yield server
 
 
-def test_the_playground_lists_the_projects_processors_and_routes(dev_server):
+def test_the_playground_lists_the_projects_processors_and_routes(dev_server, bucket):
     status, headers, body = dev_server.request("GET", "/")
     assert status == 200
     assert headers["Content-Type"] == "text/html; charset=utf-8"
     page = body.decode("utf-8")
     assert embedded_project(page) == {
-        "name": "thumbnail", "bucket": True, "load_error": None,
+        "name": "thumbnail", "buckets": [bucket.name], "load_error": None,
         "routes": [{"order": 1, "processor": "Thumbnail", "route": THUMBNAIL_ROUTE,
                     "accepts": ["image/jpeg", "image/png", "image/webp", "image/gif"], "timeout": 20.0}]}
     for element in ('id="file"', 'id="key"', 'id="cmd"', 'id="run"', 'id="routes"', 'id="output"'):
@@ -81,7 +82,7 @@ def test_the_playground_loads_nothing_from_elsewhere(dev_server):
 def test_without_a_bucket_the_playground_offers_no_key(tmp_path):
     with Server(THUMBNAIL, command="dev", workers=1) as server:
         project = embedded_project(server.request("GET", "/")[2].decode("utf-8"))
-    assert project["bucket"] is False and project["name"] == "thumbnail"
+    assert project["buckets"] == [] and project["name"] == "thumbnail"
 
 
 def test_serve_has_no_playground():
@@ -359,3 +360,31 @@ def test_a_bucket_key_is_run_through_the_pipeline(chromium, dev_server):
     assert key_shown
     assert result.get("image") == [32, 24], result
     assert "200 OK" in result["meta"]
+
+
+def test_a_persistent_job_started_in_the_playground_is_listed_until_done_and_saved(chromium, dev_server,
+                                                                                  bucket):
+    bucket_name = embedded_project(dev_server.request("GET", "/")[2].decode())["buckets"][0]
+    entry = base64.urlsafe_b64encode(f"{bucket_name}:jobs/small.jpg".encode()).decode()
+
+    async def scenario(page):
+        await page.open(dev_server.url + "/")
+        await page.evaluate(f"""(() => {{
+            document.getElementById("job-key").value = "a dir/my photo ü.jpg";
+            document.getElementById("job-fops").value = "thumbnail/thumbnail/40x30|saveas/{entry}\\n"
+                + "thumbnail/bogus";
+            document.getElementById("job-start").click();
+        }})()""")
+        row = await page.wait_for("""(() => {
+            const row = document.querySelector("#jobs tr.job");
+            return row && /^3 /.test(row.children[2].textContent) ? row.innerText : null;
+        })()""", "the job to end")
+        await page.evaluate("document.getElementById('jobs-section').scrollIntoView()")
+        await page.screenshot(ARTIFACTS / "playground-jobs.png")
+        return row
+
+    row = drive(chromium, scenario)
+    assert "a dir/my photo ü.jpg" in row and "The fop is failed" in row
+    assert "jobs/small.jpg" in row and "no processor matches 'bogus'" in row, row
+    with Image.open(bucket / "jobs" / "small.jpg") as image:
+        assert image.size == (40, 30)

@@ -14,7 +14,7 @@ from ..app.project import load_app
 from ..app.settings import Settings, load_env_file
 from ..dev.bucket import BucketHandler
 from ..dev.buckets import Bucket, Buckets
-from ..dev.persistent import PfopHandler, StatusHandler
+from ..dev.persistent import PfopHandler, PlaygroundJobsHandler, StatusHandler
 from ..dev.platform import Platform
 from ..dev.playground import PlaygroundHandler
 from ..errors import ConfigError, ProjectError
@@ -75,6 +75,7 @@ def dev_command(host, port, workers, buckets, project, app):
         return [_reload_on_change(server, project, flags)]
 
     routes = [(r"/", PlaygroundHandler), (r"/pfop/?", PfopHandler), (r"/status/get/prefop", StatusHandler),
+              (r"/_dev/jobs", PlaygroundJobsHandler),
               *([(r"/(.+)", BucketHandler)] if buckets else [])]
     serving.build_executor_and_serve(settings, loaded, debug=True, default_blocked=(), background=background,
                 extra_routes=routes)

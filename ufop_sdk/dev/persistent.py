@@ -76,3 +76,14 @@ class StatusHandler(PlatformHandler):
 
     def get(self):
         self.finish(self.server.platform.jobs.get(self.required("id", self.get_query_argument)).status())
+
+
+class PlaygroundJobsHandler(PfopHandler):
+    """``/_dev/jobs``, the playground's: GET lists every job, newest first; POST starts one as
+    ``/pfop`` does, unsigned (the playground is dev's own page and holds no secret key)."""
+
+    def prepare(self):
+        pass
+
+    def get(self):
+        self.finish({"jobs": [{**job.status(), "created": job.created} for job in self.server.platform.jobs]})

@@ -23,7 +23,7 @@ def _project_json(server):
          "accepts": list(route.accepts), "timeout": route.timeout}
         for order, route in enumerate(app.routes, start=1)]
     project = {"name": server.settings.name or "ufop", "routes": routes,
-               "bucket": bool(server.platform and server.platform.buckets),
+               "buckets": [bucket.name for bucket in server.platform.buckets] if server.platform else [],
                "load_error": server.load_error.strip().splitlines()[-1] if server.load_error else None}
     # "</" would end the <script> element the JSON sits in
     return json.dumps(project).replace("</", "<\\/")
