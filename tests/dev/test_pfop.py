@@ -200,6 +200,15 @@ def test_a_failing_fop_is_reported_on_its_item_while_the_other_succeeds(photos, 
     assert failed["code"] == FAILED and FAILURE in failed["error"], failed
 
 
+def test_a_failed_job_notifies_its_status_too(server, notify, point_sdk_at):
+    point_sdk_at(server)
+    pfop = qiniu.PersistentFop(AUTH, "photos", notify_url=notify.url("/done"))
+    status = run(pfop, "hello.txt", ["pfoptest/fail"])
+    assert status["code"] == FAILED, status
+    wait_for(lambda: notify.posted, "the notify callback")
+    assert json.loads(notify.posted[0].body) == status
+
+
 def test_a_job_is_waiting_or_running_until_its_fop_ends(photos):
     persistent_id = submitted(photos, "hello.txt", ["pfoptest/sleep/3"])
     ret, _ = photos.get_status(persistent_id)
@@ -371,6 +380,18 @@ def test_a_pfop_on_a_key_outside_the_bucket_is_refused(photos):
     assert info.req_id and info.json()["error"], info
 
 
+def test_a_pfop_with_a_notify_url_that_is_not_http_is_400(server, point_sdk_at):
+    point_sdk_at(server)
+    pfop = qiniu.PersistentFop(AUTH, "photos", notify_url="ftp://127.0.0.1/done")
+    _, info = pfop.execute("hello.txt", ["pfoptest/upper"])
+    refused(info, 400)
+
+
+def test_a_pfop_of_a_workflow_template_is_400(photos):
+    _, info = photos.execute("hello.txt", workflow_template_id="a-template")
+    refused(info, 400)
+
+
 def test_a_pfop_at_pfop_with_a_trailing_slash_is_accepted(server):
     form = {"bucket": "photos", "key": "hello.txt", "fops": "pfoptest/upper"}
     response = requests.post(server.url + "/pfop/", data=form, auth=RequestsAuth(AUTH), timeout=30)
@@ -403,6 +424,23 @@ def test_without_credentials_any_signature_is_accepted_and_dev_says_so_once(tmp_
             assert run(pfop, "hello.txt", [saving("pfoptest/upper", "photos", "up.txt")])["code"] == DONE
         said = [line for line in server.output().splitlines() if "QINIU_ACCESS_KEY" in line]
         assert len(said) == 1, said
+
+
+def test_without_credentials_a_synchronous_saveas_needs_no_sign(tmp_path):
+    (tmp_path / "hello.txt").write_bytes(INPUT)
+    with dev_on(tmp_path, env=NO_CREDENTIALS) as server:
+        path = signed_saveas(server, "hello.txt", "pfoptest/upper", ("photos", "up.txt"), auth=None)
+        status, _, body = server.request("GET", path)
+    assert status == 200 and json.loads(body)["key"] == "up.txt", body
+    assert (tmp_path / "up.txt").read_bytes() == INPUT.upper()
+
+
+def test_without_any_bucket_a_pfop_is_631_naming_the_option(tmp_path, point_sdk_at):
+    with Server(PFOP, command="dev", env=CREDENTIALS) as server:
+        point_sdk_at(server)
+        _, info = qiniu.PersistentFop(AUTH, "photos").execute("hello.txt", ["pfoptest/upper"])
+    refused(info, 631)
+    assert "--bucket" in info.json()["error"]
 
 
 # -- notify ----------------------------------------------------------------------------------------------
