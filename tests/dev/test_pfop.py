@@ -12,6 +12,7 @@ in the one flow test that uploads with ``put_data``.
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
@@ -248,12 +249,27 @@ def test_a_fop_that_is_a_pipeline_saves_its_last_steps_output(photos, folders):
     check_saved(status["items"][0], folders / "photos", "piped/out.txt", INPUT.upper()[::-1])
 
 
-def test_a_job_on_a_unicode_key_with_spaces_saves_to_a_unicode_key(photos, folders):
+def test_a_job_on_a_key_of_unicode_and_url_characters_saves_to_such_a_key(photos, folders):
+    key, target = "文件 夹/ünï+côdé 100%?#&=.txt", "输出/大 写+%?#&=.txt"
     (folders / "photos" / "文件 夹").mkdir()
-    (folders / "photos" / "文件 夹" / "ünï côdé.txt").write_bytes("ünï côdé\n".encode())
-    status = run(photos, "文件 夹/ünï côdé.txt", [saving("pfoptest/upper", "photos", "输出/大 写.txt")])
-    assert (status["code"], status["inputKey"]) == (DONE, "文件 夹/ünï côdé.txt"), status
-    check_saved(status["items"][0], folders / "photos", "输出/大 写.txt", "ünï côdé\n".encode().upper())
+    (folders / "photos" / key).write_bytes("ünï côdé\n".encode())
+    status = run(photos, key, [saving("pfoptest/upper", "photos", target)])
+    assert (status["code"], status["inputKey"]) == (DONE, key), status
+    check_saved(status["items"][0], folders / "photos", target, "ünï côdé\n".encode().upper())
+
+
+def test_an_output_of_several_4_mib_blocks_is_saved_whole_with_the_sdks_etag(photos, folders):
+    status = run(photos, "hello.txt", [saving("pfoptest/big/9", "photos", "big/nine.bin")])
+    assert status["code"] == DONE, status
+    check_saved(status["items"][0], folders / "photos", "big/nine.bin", bytes(range(256)) * (9 << 12))
+
+
+def test_ten_jobs_submitted_at_once_all_finish_done(photos):
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        ids = list(pool.map(lambda n: submitted(photos, "hello.txt", ["pfoptest/upper", "pfoptest/reverse"]),
+                            range(10)))
+    assert len(set(ids)) == 10
+    assert [finished(photos, persistent_id)["code"] for persistent_id in ids] == [DONE] * 10
 
 
 def test_a_jobs_fop_is_told_the_bucket_the_key_and_the_asynchronous_mode(photos, folders):
@@ -468,6 +484,20 @@ def test_a_finished_jobs_status_survives_a_dev_restart(tmp_path, point_sdk_at):
     with dev_on(tmp_path) as server:
         point_sdk_at(server)
         assert pfop.get_status(before["id"])[0] == before
+
+
+def test_a_job_file_dev_cannot_read_is_skipped_and_the_others_still_answered(tmp_path, point_sdk_at):
+    (tmp_path / "hello.txt").write_bytes(INPUT)
+    pfop = qiniu.PersistentFop(AUTH, "photos")
+    with dev_on(tmp_path) as server:
+        point_sdk_at(server)
+        before = run(pfop, "hello.txt", ["pfoptest/upper"])
+    (tmp_path / ".ufop-dev" / "jobs" / "broken.json").write_text("{not json")
+    (tmp_path / ".ufop-dev" / "jobs" / "other.json").write_text('{"id": "other"}')
+    with dev_on(tmp_path) as server:
+        point_sdk_at(server)
+        assert pfop.get_status(before["id"])[0] == before
+        refused(pfop.get_status("broken")[1], 612)
 
 
 def test_a_job_unfinished_when_dev_stopped_is_failed_after_restart(tmp_path, point_sdk_at):

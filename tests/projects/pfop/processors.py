@@ -67,3 +67,16 @@ class Platform(Processor):
 
     def process(self, req):
         return attrs.asdict(req.qiniu)
+
+
+class Big(Processor):
+    """Some MiB of bytes: an output of several of the etag's 4 MiB blocks."""
+
+    route = r"big/(?P<mebibytes>\d+)"
+
+    @attrs.frozen
+    class Args:
+        mebibytes: int = integer(1, 64)
+
+    def process(self, req):
+        return bytes(range(256)) * (req.args.mebibytes << 12), "application/octet-stream"
