@@ -513,6 +513,22 @@ def test_a_job_unfinished_when_dev_stopped_is_failed_after_restart(tmp_path, poi
     assert status["code"] == FAILED and status["items"][0]["code"] == FAILED, status
 
 
+def test_a_job_stopped_while_its_callback_was_tried_keeps_its_fops_outcome_after_restart(tmp_path, notify,
+                                                                                         point_sdk_at):
+    (tmp_path / "hello.txt").write_bytes(INPUT)
+    notify.receive("/broken", status=500)
+    pfop = qiniu.PersistentFop(AUTH, "photos", notify_url=notify.url("/broken"))
+    with dev_on(tmp_path) as server:
+        point_sdk_at(server)
+        persistent_id = submitted(pfop, "hello.txt", ["pfoptest/upper"])
+        wait_for(lambda: notify.posted, "the first attempt of the callback")
+    with dev_on(tmp_path) as server:
+        point_sdk_at(server)
+        status = pfop.get_status(persistent_id)[0]
+    # its fop ended well before dev stopped: never "failed" for a callback cut short
+    assert status["code"] in (DONE, CALLBACK_FAILED) and codes_of(status) == [DONE], status
+
+
 def test_a_jobs_status_survives_a_reload(tmp_path, point_sdk_at):
     project = shutil.copytree(PFOP, tmp_path / "project")
     bucket = tmp_path / "bucket"

@@ -44,6 +44,7 @@ class JobRunner:
     async def _run(self, job, source_url):
         await asyncio.gather(*(self._run_item(job, item, source_url) for item in job.items))
         job.code = FAILED if any(item.code == FAILED for item in job.items) else DONE
+        self.store.save(job)  # the fops' outcome stands, should dev stop while the callback is tried
         if job.notify_url and not await notify(self.server.fetcher, job.notify_url, job.status()):
             job.code = CALLBACK_FAILED
         self.store.save(job)
