@@ -160,11 +160,12 @@ def test_a_job_of_two_saveas_fops_saves_both_outputs_and_notifies_its_final_stat
     pfop = qiniu.PersistentFop(AUTH, "photos", notify_url=notify.url("/done"))
     fops = [saving("pfoptest/upper", "photos", "flow/upper.txt"),
             saving("pfoptest/reverse", "photos", "flow/reversed.txt")]
-    persistent_id = submitted(pfop, "hello.txt", fops)
+    ret, info = pfop.execute("hello.txt", fops)
+    persistent_id = ret["persistentId"]
     status = finished(pfop, persistent_id)
     assert set(status) == JOB_FIELDS, status
-    assert (status["id"], status["code"], status["inputBucket"], status["inputKey"]) == (
-        persistent_id, DONE, "photos", "hello.txt")
+    assert (status["id"], status["code"], status["inputBucket"], status["inputKey"], status["reqid"]) == (
+        persistent_id, DONE, "photos", "hello.txt", info.req_id)
     assert [item["cmd"] for item in status["items"]] == fops
     assert all(set(item) == ITEM_FIELDS for item in status["items"]), status["items"]
     check_saved(status["items"][0], folders / "photos", "flow/upper.txt", INPUT.upper())
