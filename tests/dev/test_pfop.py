@@ -202,6 +202,24 @@ def test_a_failing_fop_is_reported_on_its_item_while_the_other_succeeds(photos, 
     assert failed["code"] == FAILED and FAILURE in failed["error"], failed
 
 
+# fops the project cannot run, and what each item's error says
+UNRUNNABLE = [
+    pytest.param("otherufop/upper", "another ufop", id="another-ufop"),
+    pytest.param("pfoptest/nothing", "no processor", id="no-route"),
+    pytest.param("pfoptest/overtime", "timeout", id="over-its-timeout"),
+    pytest.param("pfoptest/crash", "Crash", id="a-bug", marks=pytest.mark.expect_traceback),  # the bug's, logged
+]
+
+
+@pytest.mark.parametrize("fop, error", UNRUNNABLE)
+def test_a_fop_the_project_cannot_run_fails_its_item_with_the_reason(photos, fop, error):
+    began = time.monotonic()
+    status = run(photos, "hello.txt", [fop, "pfoptest/upper"])
+    assert codes_of(status) == [FAILED, DONE] and status["code"] == FAILED, status
+    assert error in status["items"][0]["error"], status
+    assert time.monotonic() - began < 9, "a fop over its timeout is stopped at it"
+
+
 def test_a_failed_job_notifies_its_status_too(server, notify, point_sdk_at):
     point_sdk_at(server)
     pfop = qiniu.PersistentFop(AUTH, "photos", notify_url=notify.url("/done"))

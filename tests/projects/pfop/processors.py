@@ -80,3 +80,22 @@ class Big(Processor):
 
     def process(self, req):
         return bytes(range(256)) * (req.args.mebibytes << 12), "application/octet-stream"
+
+
+class Overtime(Processor):
+    """Runs past its own 1 s timeout."""
+
+    route = r"overtime"
+    timeout = 1
+
+    def process(self, req):
+        time.sleep(10)
+
+
+class Crash(Processor):
+    """A bug: an exception that is not a UfopError (a 500, its traceback in the log)."""
+
+    route = r"crash"
+
+    def process(self, req):
+        raise RuntimeError("a bug in the processor")
