@@ -207,7 +207,7 @@ UNRUNNABLE = [
     pytest.param("otherufop/upper", "another ufop", id="another-ufop"),
     pytest.param("pfoptest/nothing", "no processor", id="no-route"),
     pytest.param("pfoptest/overtime", "timeout", id="over-its-timeout"),
-    pytest.param("pfoptest/crash", "Crash", id="a-bug", marks=pytest.mark.expect_traceback),  # the bug's, logged
+    pytest.param("pfoptest/crash", "Crash", id="a-bug", marks=pytest.mark.expect_traceback),  # logged
 ]
 
 
