@@ -87,6 +87,15 @@ def notify():
         yield origin
 
 
+@pytest.fixture
+def bucket(tmp_path):
+    """A bucket folder of the test's own, holding hello.txt, for a dev server of the test's own."""
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    (folder / "hello.txt").write_bytes(INPUT)
+    return folder
+
+
 def dev_on(bucket_folder, env=CREDENTIALS, project=PFOP, workers=2):
     """A ``dev`` Server of `project` serving `bucket_folder` as bucket ``photos``."""
     return Server(project, "--bucket", f"photos={bucket_folder}", command="dev", env=env, workers=workers)
@@ -243,17 +252,16 @@ def test_the_fops_of_a_job_run_side_by_side(photos, folders):
     assert first["started"] < second["ended"] and second["started"] < first["ended"], (first, second)
 
 
-def test_at_most_3_fops_run_at_once_and_the_others_wait(tmp_path, point_sdk_at):
-    (tmp_path / "hello.txt").write_bytes(INPUT)
+def test_at_most_3_fops_run_at_once_and_the_others_wait(bucket, point_sdk_at):
     fops = [saving("pfoptest/timed/2", "photos", f"timed/{n}.json") for n in range(5)]
-    with dev_on(tmp_path, workers=5) as server:
+    with dev_on(bucket, workers=5) as server:
         point_sdk_at(server)
         pfop = qiniu.PersistentFop(AUTH, "photos")
         persistent_id = submitted(pfop, "hello.txt", fops)
         busiest = status_when(pfop, persistent_id, lambda status: codes_of(status).count(RUNNING) >= 3)
         assert finished(pfop, persistent_id)["code"] == DONE
     assert sorted(codes_of(busiest)) == [WAITING] * 2 + [RUNNING] * 3, busiest
-    spans = [json.loads((tmp_path / f"timed/{n}.json").read_bytes()) for n in range(5)]
+    spans = [json.loads((bucket / f"timed/{n}.json").read_bytes()) for n in range(5)]
     most = max(sum(span["started"] <= other["started"] < span["ended"] for span in spans) for other in spans)
     assert 2 <= most <= 3, spans
 
@@ -450,9 +458,8 @@ def test_the_status_of_an_unknown_id_is_612(photos):
     refused(info, 612)
 
 
-def test_without_credentials_any_signature_is_accepted_and_dev_says_so_once(tmp_path, point_sdk_at):
-    (tmp_path / "hello.txt").write_bytes(INPUT)
-    with dev_on(tmp_path, env=NO_CREDENTIALS) as server:
+def test_without_credentials_any_signature_is_accepted_and_dev_says_so_once(bucket, point_sdk_at):
+    with dev_on(bucket, env=NO_CREDENTIALS) as server:
         point_sdk_at(server)
         for auth in WRONG_AUTHS.values():
             pfop = qiniu.PersistentFop(auth, "photos")
@@ -461,21 +468,51 @@ def test_without_credentials_any_signature_is_accepted_and_dev_says_so_once(tmp_
         assert len(said) == 1, said
 
 
-def test_without_credentials_a_synchronous_saveas_needs_no_sign(tmp_path):
-    (tmp_path / "hello.txt").write_bytes(INPUT)
-    with dev_on(tmp_path, env=NO_CREDENTIALS) as server:
+def test_without_credentials_a_synchronous_saveas_needs_no_sign(bucket):
+    with dev_on(bucket, env=NO_CREDENTIALS) as server:
         path = signed_saveas(server, "hello.txt", "pfoptest/upper", ("photos", "up.txt"), auth=None)
         status, _, body = server.request("GET", path)
     assert status == 200 and json.loads(body)["key"] == "up.txt", body
-    assert (tmp_path / "up.txt").read_bytes() == INPUT.upper()
+    assert (bucket / "up.txt").read_bytes() == INPUT.upper()
 
 
-def test_without_any_bucket_a_pfop_is_631_naming_the_option(tmp_path, point_sdk_at):
+def test_without_any_bucket_a_pfop_is_631_naming_the_option(point_sdk_at):
     with Server(PFOP, command="dev", env=CREDENTIALS) as server:
         point_sdk_at(server)
         _, info = qiniu.PersistentFop(AUTH, "photos").execute("hello.txt", ["pfoptest/upper"])
     refused(info, 631)
     assert "--bucket" in info.json()["error"]
+
+
+def project_with_env(tmp_path, lines):
+    """A copy of the pfop project whose ``.env`` has `lines` too."""
+    project = shutil.copytree(PFOP, tmp_path / "project")
+    with open(project / ".env", "a", encoding="utf-8") as env:
+        env.write("".join(f"{line}\n" for line in lines))
+    return project
+
+
+def test_credentials_in_the_projects_env_file_are_required(tmp_path, bucket, point_sdk_at):
+    project = project_with_env(tmp_path, [f"{name}={value}" for name, value in CREDENTIALS.items()])
+    with dev_on(bucket, env={}, project=project) as server:
+        point_sdk_at(server)
+        refused(qiniu.PersistentFop(WRONG_AUTHS["another-secret-key"], "photos").execute(
+            "hello.txt", ["pfoptest/upper"])[1], 401)
+        assert submitted(qiniu.PersistentFop(AUTH, "photos"), "hello.txt", ["pfoptest/upper"])
+        assert "QINIU_ACCESS_KEY" not in server.output()
+
+
+def test_credentials_added_to_the_env_file_are_required_after_the_reload(tmp_path, bucket, point_sdk_at):
+    project = project_with_env(tmp_path, [])
+    wrong = qiniu.PersistentFop(WRONG_AUTHS["another-secret-key"], "photos")
+    with dev_on(bucket, env={}, project=project) as server:
+        point_sdk_at(server)
+        assert submitted(wrong, "hello.txt", ["pfoptest/upper"])
+        (project / ".env").write_text("UFOP_NAME=pfoptest\n" + "".join(
+            f"{name}={value}\n" for name, value in CREDENTIALS.items()), encoding="utf-8")
+        wait_for(lambda: wrong.execute("hello.txt", ["pfoptest/upper"])[1].status_code == 401,
+                 "the new credentials to count", within=20)
+        assert submitted(qiniu.PersistentFop(AUTH, "photos"), "hello.txt", ["pfoptest/upper"])
 
 
 # -- notify ----------------------------------------------------------------------------------------------
@@ -494,65 +531,58 @@ def test_a_notify_that_keeps_failing_gives_code_4_after_2_to_5_attempts(server, 
 
 # -- state across restarts and reloads -------------------------------------------------------------------
 
-def test_a_finished_jobs_status_survives_a_dev_restart(tmp_path, point_sdk_at):
-    (tmp_path / "hello.txt").write_bytes(INPUT)
+def test_a_finished_jobs_status_survives_a_dev_restart(bucket, point_sdk_at):
     pfop = qiniu.PersistentFop(AUTH, "photos")
-    with dev_on(tmp_path) as server:
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         before = run(pfop, "hello.txt", [saving("pfoptest/upper", "photos", "up.txt"), "pfoptest/fail"])
-    with dev_on(tmp_path) as server:
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         assert pfop.get_status(before["id"])[0] == before
 
 
-def test_a_job_file_dev_cannot_read_is_skipped_and_the_others_still_answered(tmp_path, point_sdk_at):
-    (tmp_path / "hello.txt").write_bytes(INPUT)
+def test_a_job_file_dev_cannot_read_is_skipped_and_the_others_still_answered(bucket, point_sdk_at):
     pfop = qiniu.PersistentFop(AUTH, "photos")
-    with dev_on(tmp_path) as server:
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         before = run(pfop, "hello.txt", ["pfoptest/upper"])
-    (tmp_path / ".ufop-dev" / "jobs" / "broken.json").write_text("{not json")
-    (tmp_path / ".ufop-dev" / "jobs" / "other.json").write_text('{"id": "other"}')
-    with dev_on(tmp_path) as server:
+    (bucket / ".ufop-dev" / "jobs" / "broken.json").write_text("{not json")
+    (bucket / ".ufop-dev" / "jobs" / "other.json").write_text('{"id": "other"}')
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         assert pfop.get_status(before["id"])[0] == before
         refused(pfop.get_status("broken")[1], 612)
 
 
-def test_a_job_unfinished_when_dev_stopped_is_failed_after_restart(tmp_path, point_sdk_at):
-    (tmp_path / "hello.txt").write_bytes(INPUT)
+def test_a_job_unfinished_when_dev_stopped_is_failed_after_restart(bucket, point_sdk_at):
     pfop = qiniu.PersistentFop(AUTH, "photos")
-    with dev_on(tmp_path) as server:
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         persistent_id = submitted(pfop, "hello.txt", ["pfoptest/sleep/30"])
         status_when(pfop, persistent_id, lambda status: status["code"] == RUNNING)
-    with dev_on(tmp_path) as server:
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         status = pfop.get_status(persistent_id)[0]
     assert status["code"] == FAILED and status["items"][0]["code"] == FAILED, status
 
 
-def test_a_job_stopped_while_its_callback_was_tried_keeps_its_fops_outcome_after_restart(tmp_path, notify,
+def test_a_job_stopped_while_its_callback_was_tried_keeps_its_fops_outcome_after_restart(bucket, notify,
                                                                                          point_sdk_at):
-    (tmp_path / "hello.txt").write_bytes(INPUT)
     notify.receive("/broken", status=500)
     pfop = qiniu.PersistentFop(AUTH, "photos", notify_url=notify.url("/broken"))
-    with dev_on(tmp_path) as server:
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         persistent_id = submitted(pfop, "hello.txt", ["pfoptest/upper"])
         wait_for(lambda: notify.posted, "the first attempt of the callback")
-    with dev_on(tmp_path) as server:
+    with dev_on(bucket) as server:
         point_sdk_at(server)
         status = pfop.get_status(persistent_id)[0]
     # its fop ended well before dev stopped: never "failed" for a callback cut short
     assert status["code"] in (DONE, CALLBACK_FAILED) and codes_of(status) == [DONE], status
 
 
-def test_a_jobs_status_survives_a_reload(tmp_path, point_sdk_at):
-    project = shutil.copytree(PFOP, tmp_path / "project")
-    bucket = tmp_path / "bucket"
-    bucket.mkdir()
-    (bucket / "hello.txt").write_bytes(INPUT)
+def test_a_jobs_status_survives_a_reload(tmp_path, bucket, point_sdk_at):
+    project = project_with_env(tmp_path, [])
     pfop = qiniu.PersistentFop(AUTH, "photos")
     with dev_on(bucket, project=project) as server:
         point_sdk_at(server)
