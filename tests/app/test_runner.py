@@ -192,22 +192,23 @@ def test_a_failed_setup_makes_only_that_processor_unavailable():
             500, {"error": "processor 'Broken' is unavailable: its setup() failed", "request_id": "req-5"},
             "Broken")
     assert run(runner, "myufop/inspect/1")[0] == 200
-    assert runner.setup_failures == {"Broken": BROKEN_SETUP}
-    assert runner.health_problems() == {"Broken": BROKEN_SETUP}
+    assert runner.processors.failures == {"Broken": BROKEN_SETUP}
+    assert runner.processors.health_problems() == {"Broken": BROKEN_SETUP}
 
 
 def test_setup_all_sets_up_every_processor_and_returns_the_failures():
     runner = runner_for(Inspect, Broken)
-    assert runner.setup_all() == {"Broken": BROKEN_SETUP}
+    assert runner.processors.setup_all() == {"Broken": BROKEN_SETUP}
 
 
 def test_health_problems_on_a_fresh_runner_name_the_failed_setup():
-    assert runner_for(Broken).health_problems() == {"Broken": BROKEN_SETUP}
+    assert runner_for(Broken).processors.health_problems() == {"Broken": BROKEN_SETUP}
 
 
 def test_a_failing_health_check_is_a_health_problem():
-    assert runner_for(Inspect).health_problems() == {}
-    assert runner_for(Inspect, Sick).health_problems() == {"Sick": "health() failed: OSError: disk full"}
+    assert runner_for(Inspect).processors.health_problems() == {}
+    problems = runner_for(Inspect, Sick).processors.health_problems()
+    assert problems == {"Sick": "health() failed: OSError: disk full"}
 
 
 class Waits(Processor):

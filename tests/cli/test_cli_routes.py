@@ -23,9 +23,33 @@ def test_routes_prints_the_table_in_order(tmp_path):
     result = run_cli("routes", cwd=tmp_path, env={"UFOP_TIMEOUT": "12.5"})
     assert result.returncode == 0, result.stderr
     lines = [line.split() for line in result.stdout.decode().splitlines()]
-    assert lines[0] == ["#", "processor", "route", "accepts", "timeout"]
+    assert lines[0] == ["#", "processor", "route", "accepts", "timeout", "notes"]
     assert lines[1] == ["1", "Thumb", r"thumbnail/(?P<w>\d+)x(?P<h>\d+)", "image/*,", "application/pdf", "5s"]
     assert lines[2] == ["2", "Any", ".*", "*/*", "12.5s"]
+
+
+def test_routes_note_streamed_sources_async_processors_and_long_cmds(tmp_path):
+    (tmp_path / "processors.py").write_text(
+        "from ufop_sdk import Processor\n"
+        "class Stream(Processor):\n"
+        "    route = r'stream'\n"
+        "    prefetch = False\n"
+        "    def process(self, req): return b''\n"
+        "class Waits(Processor):\n"
+        "    route = r'wait'\n"
+        "    concurrency = 8\n"
+        "    max_cmd_bytes = 65536\n"
+        "    async def process(self, req): return b''\n"
+        "class Plain(Processor):\n"
+        "    route = r'plain'\n"
+        "    def process(self, req): return b''\n")
+    result = run_cli("routes", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0].split()[-1] == "notes"
+    assert lines[1].endswith("streams its source (prefetch=False)")
+    assert lines[2].endswith("async, 8 at once per worker; cmds up to 65536 bytes")
+    assert lines[3].endswith("s")  # the timeout column: nothing to note
 
 
 def test_routes_of_the_hello_sample():

@@ -21,6 +21,7 @@ from .bodies import close_body, read_body
 from .coroutines import OutOfTime, OwnLoop, within
 from .fetches import RequestFetches
 from .inputs import forward_only
+from .instances import ProcessorInstances
 from .jobs import Job
 from .media import SNIFF_BYTES, media_type_matches, sniff_bytes, sniff_file
 from .routing import split_cmd
@@ -58,9 +59,9 @@ class ProcessorRunner:
     """Runs a loaded App's processors in this process: `process_cmd` routes a cmd first (`test`,
     ufop_sdk.testing), `process_job` runs a Job the server routed (the workers of both executors).
 
-    Each processor is instantiated and its ``setup()`` run once, on first use
-    or by `setup_all`. With ``debug`` true, a 500's body carries the traceback
-    (``dev`` and ``test``); otherwise only the log does. `fetcher` serves
+    `processors` holds the processors' instances, each set up once (instances.py).
+    With ``debug`` true, a 500's body carries the traceback (``dev`` and
+    ``test``); otherwise only the log does. `fetcher` serves
     ``req.fetch`` (sources/blocking.py's BlockingFetcher, built from the settings).
     `settings` give ``req.workdir``'s place (UFOP_SPOOL_DIR) and UFOP_MAX_OUTPUT_BYTES.
     """
@@ -74,36 +75,8 @@ class ProcessorRunner:
         # what an executor raises inside process() when time is up (Celery's soft limit)
         self.timeout_exceptions = tuple(timeout_exceptions)
         self._timeouts = (OutOfTime, *self.timeout_exceptions)
-        self._instances = {}
-        self.setup_failures = {}
+        self.processors = ProcessorInstances(app)
         self._own_loop = OwnLoop()  # async processors' loop when called from blocking code
-
-    def setup_all(self):
-        """Set up every processor now; returns {processor name: failure}."""
-        for route in self.app.routes:
-            try:
-                self._instance(route)
-            except UfopError:
-                pass
-        return dict(self.setup_failures)
-
-    def health_problems(self, checking=None):
-        """Why this process is unhealthy: failed setups and failing ``health()`` calls.
-
-        `checking(name)`, if given, is called before each processor's health() runs.
-        """
-        self.setup_all()
-        problems = dict(self.setup_failures)
-        for route in self.app.routes:
-            if route.name in problems:
-                continue
-            if checking is not None:
-                checking(route.name)
-            try:
-                self._instance(route).health()
-            except Exception as exc:  # noqa: BLE001 - any failure is a health problem
-                problems[route.name] = f"health() failed: {type(exc).__name__}: {exc}"
-        return problems
 
     def process_cmd(self, cmd, buffer, *, declared_content_type=None, url=None, request_id=None,
                     headers=None):
@@ -155,7 +128,7 @@ class ProcessorRunner:
             if not route.prefetch:
                 job, buffer = _streamed_input(job, buffer, fetches)
             request = _build_request(route, job, buffer, fetches, workdir)
-            value = self._instance(route).process(request)
+            value = self.processors.get(route).process(request)
             if route.concurrency is not None:  # an async process(), called from blocking code
                 value = self._own_loop.run(value, route.timeout)
             return self._bounded(to_response(value, processor), processor)
@@ -170,7 +143,7 @@ class ProcessorRunner:
                 request = _build_request(route, job, buffer, fetches, workdir)
             else:  # a streamed source's first bytes come from its origin: waited for off this loop
                 request = await asyncio.to_thread(_streamed_request, route, job, buffer, fetches, workdir)
-            value = await within(route.timeout, self._instance(route).process(request))
+            value = await within(route.timeout, self.processors.get(route).process(request))
             return self._bounded(to_response(value, processor), processor)
         except Exception as exc:  # noqa: BLE001 - every failure is an answer (_failure logs the unexpected)
             return self._failure(job, exc)
@@ -199,22 +172,6 @@ class ProcessorRunner:
             raise UfopError(f"processor {processor!r} answered {length} bytes, over the limit of {limit} "
                             "bytes (UFOP_MAX_OUTPUT_BYTES)")
         return response
-
-    def _instance(self, route):
-        instance = self._instances.get(route.name)
-        if instance is not None:
-            return instance
-        if route.name in self.setup_failures:
-            raise UfopError(f"processor {route.name!r} is unavailable: its setup() failed")
-        try:
-            instance = route.processor()
-            instance.setup()
-        except Exception as exc:
-            log.exception("setup of processor %s failed", route.name)
-            self.setup_failures[route.name] = f"setup() failed: {type(exc).__name__}: {exc}"
-            raise UfopError(f"processor {route.name!r} is unavailable: its setup() failed") from None
-        self._instances[route.name] = instance
-        return instance
 
 
 def _streamed_input(job, buffer, fetches):

@@ -38,7 +38,7 @@ class BucketHandler(JsonHandler):
             url = f"{self.request.protocol}://{self.request.host}/{quote(key)}"
             steps, saveas = split_saveas([unquote(step) for step in query.split("|")])
             if saveas:
-                self._check_sign(saveas)
+                self._check_saveas(saveas)
             headers = platform_headers(self.request.headers, bucket.name, key, steps)
             response = await run_pipeline(self.server, self.request_id, steps, file, url, headers)
         if saveas and response.status < 400:
@@ -50,9 +50,13 @@ class BucketHandler(JsonHandler):
         else:
             await self._send_response(response)
 
-    def _check_sign(self, saveas):
-        """With credentials set, the synchronous saveas must be signed: `sign` is the HMAC of the URL
-        up to ``/sign/``, without its scheme, as the client sent it."""
+    def _check_saveas(self, saveas):
+        """Refuse a saveas that cannot be stored, before any step runs. With credentials set, it
+        must be signed: `sign` is the HMAC of the URL up to ``/sign/``, without its scheme, as the
+        client sent it."""
+        target = self.server.platform.buckets[saveas.bucket]
+        if saveas.key is not None:
+            target.check_writable(saveas.key)
         credentials = self.server.platform.credentials
         if credentials is None:
             return

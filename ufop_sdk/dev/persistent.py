@@ -25,11 +25,6 @@ class PlatformHandler(JsonHandler):
         if hasattr(self, "request_id"):
             self.set_header("X-Reqid", self.request_id)
 
-    def write_error_body(self, error):
-        super().write_error_body(error)
-        if 600 <= error.status < 700:  # Qiniu's own statuses (612 no such key, 631 no such bucket) pass
-            self.set_status(error.status)
-
     def prepare(self):
         credentials = self.server.platform.credentials
         if credentials is not None:
@@ -54,7 +49,7 @@ class PfopHandler(PlatformHandler):
         bucket, key = platform.buckets[self.required("bucket", fields)], self.required("key", fields)
         fops = [fop for fop in self.required("fops", fields).split(";") if fop.strip()]
         if not fops:
-            raise BadRequest("the 'fops' field holds no fop, only ';'")
+            raise BadRequest("'fops' holds no fop")
         try:
             bucket.file(key)
         except NotFound:

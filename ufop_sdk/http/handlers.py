@@ -42,6 +42,8 @@ class JsonHandler(RequestHandler):
 
     def write_error_body(self, error):
         self.write_response(self.server.error_response(error, self.request_id))
+        if 600 <= error.status < 700:  # dev's platform emulation answers Qiniu's own (612, 631)
+            self.set_status(error.status)
 
     def write_response(self, response):
         """Status, content type, headers and body of a Response, not yet finished."""

@@ -45,7 +45,7 @@ def child_state(state):
         state["runner"] = ProcessorRunner(state["app"], timeout_exceptions=(SoftTimeLimitExceeded,),
                                           fetcher=BlockingFetcher(state["settings"]),
                                           settings=state["settings"])
-        state["runner"].setup_all()
+        state["runner"].processors.setup_all()
         state["redis"] = redis.Redis.from_url(state["settings"].broker_url)
         state["streams"] = stream_client(state["settings"].broker_url)
     return state

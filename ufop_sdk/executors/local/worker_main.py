@@ -60,7 +60,7 @@ def main(argv=None):
         protocol.send(sock, {"op": "failed", "error": traceback.format_exc()})
         return 3
     try:
-        failures = runner.setup_all()
+        failures = runner.processors.setup_all()
         descendants.keep_current()  # helpers that setup() started live as long as this worker
         settle_garbage_collector()  # models and fonts that setup() loaded stay put
         protocol.send(sock, {"op": "ready", "setup_failures": failures, "pid": os.getpid()})
@@ -93,7 +93,7 @@ def serve(sock, runner, descendants, fds_sock=None):
 
 def _health(sock, runner):
     """Each processor's name goes out before its health() runs: if one hangs, the server knows which."""
-    problems = runner.health_problems(
+    problems = runner.processors.health_problems(
         checking=lambda name: protocol.send(sock, {"op": "checking", "processor": name}))
     protocol.send(sock, {"op": "health", "problems": problems})
 
