@@ -285,6 +285,14 @@ def test_a_job_on_a_key_of_unicode_and_url_characters_saves_to_such_a_key(photos
     check_saved(status["items"][0], folders / "photos", target, "ünï côdé\n".encode().upper())
 
 
+def test_a_job_on_a_key_with_leading_and_trailing_spaces_reads_that_key(photos, folders):
+    (folders / "photos" / " padded.txt ").write_bytes(b"the padded one\n")
+    (folders / "photos" / "padded.txt").write_bytes(b"the other one\n")
+    status = run(photos, " padded.txt ", [saving("pfoptest/upper", "photos", " padded out ")])
+    assert (status["code"], status["inputKey"]) == (DONE, " padded.txt "), status
+    check_saved(status["items"][0], folders / "photos", " padded out ", b"THE PADDED ONE\n")
+
+
 def test_an_output_of_several_4_mib_blocks_is_saved_whole_with_the_sdks_etag(photos, folders):
     status = run(photos, "hello.txt", [saving("pfoptest/big/9", "photos", "big/nine.bin")])
     assert status["code"] == DONE, status

@@ -31,9 +31,9 @@ class PlatformHandler(JsonHandler):
             credentials.check_management(self.request.headers.get("Authorization"), self.request.uri,
                                          self.request.body, self.request.headers.get("Content-Type"))
 
-    def required(self, name, arguments):
-        value = arguments(name, "").strip()
-        if not value:
+    def required(self, name, arguments, strip=True):
+        value = arguments(name, "", strip=strip)
+        if not value.strip():
             raise BadRequest(f"the {name!r} field is missing")
         return value
 
@@ -46,7 +46,8 @@ class PfopHandler(PlatformHandler):
         fields = self.get_body_argument
         if fields("workflowTemplateID", ""):
             raise BadRequest("dev runs fops, not workflow templates: send 'fops'")
-        bucket, key = platform.buckets[self.required("bucket", fields)], self.required("key", fields)
+        bucket = platform.buckets[self.required("bucket", fields)]
+        key = self.required("key", fields, strip=False)  # " a.txt " is a key of its own
         fops = [fop for fop in self.required("fops", fields).split(";") if fop.strip()]
         if not fops:
             raise BadRequest("'fops' holds no fop")
