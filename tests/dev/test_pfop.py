@@ -589,32 +589,36 @@ def test_a_job_stopped_while_its_callback_was_tried_keeps_its_fops_outcome_after
     assert status["code"] in (DONE, CALLBACK_FAILED) and codes_of(status) == [DONE], status
 
 
-def edit_and_wait_for_the_reload(server, project):
-    with open(project / "processors.py", "a", encoding="utf-8") as source:
-        source.write("\n# edited\n")
-    wait_for(lambda: "reloading" in server.output(), "dev to reload")
-    assert server.post("pfoptest/upper", b"after the reload")[::2] == (200, b"AFTER THE RELOAD")
-
-
-def test_a_jobs_status_survives_a_reload(tmp_path, bucket, point_sdk_at):
+@pytest.fixture
+def reloading(tmp_path, bucket, point_sdk_at):
+    """A dev server on `bucket` of a copy of the pfop project, the SDK pointed at it, and `reload()`
+    that edits processors.py and returns once the server has reloaded it."""
     project = project_with_env(tmp_path, [])
-    pfop = qiniu.PersistentFop(AUTH, "photos")
     with dev_on(bucket, project=project) as server:
         point_sdk_at(server)
-        before = run(pfop, "hello.txt", [saving("pfoptest/upper", "photos", "up.txt")])
-        edit_and_wait_for_the_reload(server, project)
-        assert pfop.get_status(before["id"])[0] == before
+
+        def reload():
+            with open(project / "processors.py", "a", encoding="utf-8") as source:
+                source.write("\n# edited\n")
+            wait_for(lambda: "reloading" in server.output(), "dev to reload")
+            assert server.post("pfoptest/upper", b"after the reload")[::2] == (200, b"AFTER THE RELOAD")
+
+        yield reload
 
 
-def test_a_job_running_while_dev_reloads_still_ends_done(tmp_path, bucket, point_sdk_at):
-    project = project_with_env(tmp_path, [])
+def test_a_jobs_status_survives_a_reload(reloading):
     pfop = qiniu.PersistentFop(AUTH, "photos")
-    with dev_on(bucket, project=project) as server:
-        point_sdk_at(server)
-        persistent_id = submitted(pfop, "hello.txt", [saving("pfoptest/sleep/3", "photos", "slept.txt")])
-        status_when(pfop, persistent_id, lambda status: status["code"] == RUNNING)
-        edit_and_wait_for_the_reload(server, project)
-        status = finished(pfop, persistent_id)
+    before = run(pfop, "hello.txt", [saving("pfoptest/upper", "photos", "up.txt")])
+    reloading()
+    assert pfop.get_status(before["id"])[0] == before
+
+
+def test_a_job_running_while_dev_reloads_still_ends_done(reloading, bucket):
+    pfop = qiniu.PersistentFop(AUTH, "photos")
+    persistent_id = submitted(pfop, "hello.txt", [saving("pfoptest/sleep/3", "photos", "slept.txt")])
+    status_when(pfop, persistent_id, lambda status: status["code"] == RUNNING)
+    reloading()
+    status = finished(pfop, persistent_id)
     assert status["code"] == DONE, status
     check_saved(status["items"][0], bucket, "slept.txt", INPUT)
 
