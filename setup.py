@@ -26,6 +26,7 @@ setup(
         "prometheus-client>=0.17",
         "python-dotenv>=1.0",
         "python-magic>=0.4.27",
+        "python-multipart>=0.0.18",  # dev's form upload (POST /) parses the multipart body as it streams to disk
         "redis[hiredis]>=5.0",
         "tornado>=6.4",
         "watchfiles>=0.21",

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import HERE, THUMBNAIL, TRIVIAL, Process, free_port, machine, paired, photo, wrk
+from run import HERE, THUMBNAIL, TRIVIAL, Process, free_port, machine, measured, paired, photo, wrk
 
 TRIVIAL_PATH = "/handler?cmd=bench-ufop/hello"
 THUMBNAIL_PATH = "/handler?cmd=thumbnail/thumbnail/200x200"
@@ -42,26 +42,6 @@ def serving(checkout, project, workers):
         yield server
 
 
-def cpu_seconds(pid):
-    """User and system CPU of `pid` and its descendants, in seconds."""
-    total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        stat = (task / "stat").read_text().rpartition(")")[2].split()
-        total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(FileNotFoundError):
-                total += cpu_seconds(int(child))
-    return total
-
-
-def measured(server, path, seconds, **options):
-    """wrk's requests/s, and the server tree's CPU per request in µs."""
-    before = cpu_seconds(server.pid)
-    figures = wrk(server.port, path, seconds, **options)
-    requests = figures["rps"] * seconds
-    return figures["rps"], (cpu_seconds(server.pid) - before) / requests * 1e6
-
-
 def trivial(before, after, rounds, seconds, workers):
     bare_port = free_port()
     rates = {"bare": [], "before": [], "after": []}
@@ -74,9 +54,9 @@ def trivial(before, after, rounds, seconds, workers):
         for _ in range(rounds):
             rates["bare"].append(wrk(bare_port, "/handler", seconds)["rps"])
             for name, server in servers.items():
-                rate, per_request = measured(server, TRIVIAL_PATH, seconds)
-                rates[name].append(rate)
-                cpu[name].append(per_request)
+                figures = measured(server, TRIVIAL_PATH, seconds)
+                rates[name].append(figures["rps"])
+                cpu[name].append(figures["cpu"])
     return [
         ("trivial, 16 connections: requests/s", *_rates(rates)),
         ("... as a share of bare Tornado", f"{paired(rates['before'], rates['bare']):.0%}",

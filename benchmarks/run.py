@@ -1,16 +1,22 @@
 """ufop-sdk's benchmarks: every server started here, measured side by side in one run.
 
-    python benchmarks/run.py [--rounds 3] [--seconds 5]
+    python benchmarks/run.py [--rounds 3] [--seconds 5] [--only trivial thumbnail ...]
 
 Needs wrk (Debian: apt-get install wrk). Prints a Markdown table; medians of
-alternating rounds, since the machine is shared and noisy.
+alternating rounds, since the machine is shared and noisy. Then, side by side,
+what users would write instead (contenders.py): requests/s and the CPU a
+request costs across all of each server's processes.
 """
 
 import argparse
+import contextlib
+import dataclasses
 import http.client
+import io
 import os
 import platform
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -19,10 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import contenders
+
 HERE = Path(__file__).resolve().parent
 TRIVIAL = HERE / "projects" / "trivial"
 THUMBNAIL = HERE.parent / "samples" / "thumbnail"
-THUMBOR_VENV = HERE / ".venv-thumbor"
+SECTIONS = ["trivial", "upload", "thumbnail", "celery"]
 
 
 def free_port():
@@ -32,18 +40,20 @@ def free_port():
 
 
 class Process:
-    """A server subprocess listening on `port`, stopped on exit."""
+    """A server subprocess listening on `port`, stopped on exit with every process it started."""
 
-    def __init__(self, command, port, env=None):
+    def __init__(self, command, port, env=None, cwd=None):
         self.port = port
         environment = {**os.environ, **(env or {})}
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        # A session of its own: stop() can then reach the children the server leaves behind.
+        self.process = subprocess.Popen(command, env=environment, cwd=cwd, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.ready():
                 return
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"{command} did not start")
 
     def ready(self):
@@ -61,10 +71,11 @@ class Process:
 
     def stop(self):
         self.process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError):  # thumbor's processes outlive their parent
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def __enter__(self):
         return self
@@ -98,6 +109,7 @@ def wrk(port, path, seconds, connections=16, body_bytes=1, body_file=None, metho
     if errors:
         raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{output}")
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", output).group(1)),
             "p50": _milliseconds(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),
             "p99": _milliseconds(re.search(r"99%\s+([\d.]+\w+)", output).group(1))}
 
@@ -107,21 +119,113 @@ def _milliseconds(text):
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def trivial_vs_bare_tornado(rounds, seconds):
-    """A trivial processor through `serve` vs a bare Tornado handler: requests/s, medians."""
-    bare_port, serve_port = free_port(), free_port()
-    bare_rates, serve_rates = [], []
-    with Process([sys.executable, str(HERE / "bare_tornado.py"), str(bare_port)], bare_port), \
-            serve(TRIVIAL, serve_port):
-        wrk(bare_port, "/handler", 1)
-        wrk(serve_port, "/handler?cmd=bench-ufop/hello", 1)
+def cpu_seconds(pid):
+    """User and system CPU of `pid` and its descendants, in seconds."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            stat = (task / "stat").read_text().rpartition(")")[2].split()
+            total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+            for child in (task / "children").read_text().split():
+                total += cpu_seconds(int(child))
+    return total
+
+
+def measured(server, path, seconds, **options):
+    """wrk's figures for `server`, with "cpu": the CPU a request cost its processes, in µs."""
+    before = cpu_seconds(server.pid)
+    figures = wrk(server.port, path, seconds, **options)
+    return {**figures, "cpu": (cpu_seconds(server.pid) - before) / figures["requests"] * 1e6}
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What wrk sends a server: a POST of `body_file` (or of one byte) to `path`, or a GET."""
+
+    path: str
+    connections: int = 16
+    body_file: Path | None = None
+    method: str = "POST"
+
+    def measure(self, server, seconds):
+        return measured(server, self.path, seconds, connections=self.connections, body_file=self.body_file,
+                        method=self.method)
+
+    def answer(self, port):
+        """The status and body of one answer, to check before timing (an error answered fast is no
+        win)."""
+        body = (self.body_file.read_bytes() if self.body_file else b"x") if self.method == "POST" else None
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request(self.method, self.path, body=body)
+        response = connection.getresponse()
+        return response.status, response.read()
+
+
+def side_by_side(servers, rounds, seconds, check, loops=None):
+    """All `servers` ({name: (start(port) -> Process, Load)}) started, each one's answer passed to
+    `check`, then measured back to back in every round, followed by `loops` ({name: function giving a
+    rate}): {name: {"rps": [...], "cpu": [...]}}, CPU in µs a request across the server's processes."""
+    loops = loops or {}
+    figures = {name: {"rps": [], "cpu": []} for name in [*servers, *loops]}
+    with contextlib.ExitStack() as stack:
+        running = {name: (stack.enter_context(start(free_port())), load)
+                   for name, (start, load) in servers.items()}
+        for name, (server, load) in running.items():
+            status, answer = load.answer(server.port)
+            if status != 200 or not check(answer):
+                raise RuntimeError(f"{name} answered {status}: {answer[:300]!r}")
+            load.measure(server, 1)  # warm-up
+        # All in every round, so a noisy moment hits one round, not one contender.
         for _ in range(rounds):
-            bare_rates.append(wrk(bare_port, "/handler", seconds)["rps"])
-            serve_rates.append(wrk(serve_port, "/handler?cmd=bench-ufop/hello", seconds)["rps"])
-    bare, served = statistics.median(bare_rates), statistics.median(serve_rates)
-    ratio = paired(serve_rates, bare_rates)
-    return [("trivial processor, wrk 16 connections keep-alive: requests/s", f"{served:,.0f}",
-             f"bare Tornado {bare:,.0f}", f"{ratio:.0%}", ">= 70%", ratio >= 0.70)]
+            for name, (server, load) in running.items():
+                measure = load.measure(server, seconds)
+                figures[name]["rps"].append(measure["rps"])
+                figures[name]["cpu"].append(measure["cpu"])
+            for name, loop in loops.items():
+                figures[name]["rps"].append(loop())
+    return figures
+
+
+def contender(definition, workers, cwd=None):
+    """A start(port) for one of contenders.py's servers."""
+    def start(port):
+        command, env = definition(port, workers)
+        return Process(command, port, env, cwd)
+    return start
+
+
+def contending(definitions, workers, load):
+    """side_by_side()'s servers for contenders.py's `definitions`, named with their worker count."""
+    return {name.format(workers=workers): (contender(definition, workers), load)
+            for name, definition in definitions.items()}
+
+
+def trivial(rounds, seconds):
+    """The trivial processor through `serve`, bare Tornado and the contenders (16 connections)."""
+    cores = os.cpu_count()
+    load = Load("/handler?cmd=bench-ufop/hello")
+    ours, bare = f"ufop-sdk `serve --workers {cores}`", "bare Tornado RequestHandler, 1 process"
+    fastapi = contenders.FASTAPI.format(workers=cores)
+    servers = {ours: (lambda port: serve(TRIVIAL, port, workers=cores), load), bare: (bare_tornado, load),
+               **contending(contenders.TRIVIAL, cores, load)}
+    figures = side_by_side(servers, rounds, seconds, lambda answer: answer == b"hello world")
+    median, vs = compared(figures, ours, (bare, fastapi))
+    rows = [("trivial processor, wrk 16 connections keep-alive: requests/s", median[ours],
+             f"bare Tornado {median[bare]}", f"{vs[bare]:.0%}", ">= 70%", vs[bare] >= 0.70),
+            ("... vs FastAPI on uvicorn (issue 19)", median[ours], f"FastAPI {median[fastapi]}",
+             f"{vs[fastapi]:.2f}x", ">= 1.0x", vs[fastapi] >= 1.0)]
+    return rows, [("trivial `hello world`, wrk 16 connections", figures)]
+
+
+def bare_tornado(port):
+    return Process([sys.executable, str(HERE / "bare_tornado.py"), str(port)], port)
+
+
+def compared(figures, ours, references):
+    """side_by_side()'s median requests/s of each server, as text, and `ours`' paired ratio to each
+    of `references`."""
+    median = {name: f"{statistics.median(figure['rps']):,.0f}" for name, figure in figures.items()}
+    return median, {name: paired(figures[ours]["rps"], figures[name]["rps"]) for name in references}
 
 
 def paired(ours, theirs):
@@ -239,15 +343,6 @@ def photo(path):
     return path.stat().st_size
 
 
-def thumbor_executable():
-    """thumbor from PyPI in its own venv (made on first use)."""
-    executable = THUMBOR_VENV / "bin" / "thumbor"
-    if not executable.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(THUMBOR_VENV)], check=True)
-        subprocess.run([str(THUMBOR_VENV / "bin" / "pip"), "install", "-q", "thumbor"], check=True)
-    return executable
-
-
 def direct(mode, image, seconds, processes):
     """Thumbnails per second from `processes` tight loops side by side (one per core)."""
     runs = [subprocess.Popen([sys.executable, str(HERE / "thumbnail_direct.py"), mode, str(image),
@@ -256,57 +351,44 @@ def direct(mode, image, seconds, processes):
 
 
 def thumbnails(rounds, seconds):
-    """thumbnail/200x200 of a 1600x1200 JPEG: serve vs thumbor vs the direct limits."""
+    """thumbnail/200x200 of a 1600x1200 JPEG (8 connections): serve vs thumbor, the contenders and the
+    direct limits."""
     cores = os.cpu_count()
     with tempfile.TemporaryDirectory() as folder:
         image = Path(folder) / "photo.jpg"
         size_kib = photo(image) / 1024
-        serve_port, thumbor_port = free_port(), free_port()
-        figures = {"serve": [], "thumbor": [], "sample": [], "pillow": []}
-        thumbor = [str(thumbor_executable()), "-p", str(thumbor_port), "-c",
-                   str(HERE / "thumbor" / "thumbor.conf"), "--processes", str(cores), "-l", "error"]
-        path = "/handler?cmd=thumbnail/thumbnail/200x200"
-        with serve(THUMBNAIL, serve_port, workers=cores), _in(folder, thumbor, thumbor_port):
-            wrk(serve_port, path, 1, connections=8, body_file=image)
-            wrk(thumbor_port, "/unsafe/200x200/photo.jpg", 1, connections=8, method="GET")
-            # All four in every round, so a noisy moment hits one round, not one contender.
-            # The idle servers cost the direct loops nothing.
-            for _ in range(rounds):
-                figures["serve"].append(wrk(serve_port, path, seconds, connections=8, body_file=image)["rps"])
-                figures["thumbor"].append(wrk(thumbor_port, "/unsafe/200x200/photo.jpg", seconds,
-                                              connections=8, method="GET")["rps"])
-                figures["sample"].append(direct("sample", image, seconds, cores))
-                figures["pillow"].append(direct("pillow", image, seconds, cores))
-    served, thumbor_rate, sample, pillow = (statistics.median(figures[k])
-                                            for k in ("serve", "thumbor", "sample", "pillow"))
-    vs_thumbor, vs_sample, vs_pillow = (paired(figures["serve"], figures[k])
-                                        for k in ("thumbor", "sample", "pillow"))
+        load = Load("/handler?cmd=thumbnail/thumbnail/200x200", connections=8, body_file=image)
+        ours, thumbor = "ufop-sdk", f"thumbor, {cores} processes"
+        fastapi = contenders.FASTAPI.format(workers=cores)
+        sample = "the sample's process() in a tight loop per core"
+        pillow = "the best plain-Pillow code per core"
+        servers = {ours: (lambda port: serve(THUMBNAIL, port, workers=cores), load),
+                   thumbor: (contender(contenders.thumbor, cores, cwd=folder),
+                             Load("/unsafe/200x200/photo.jpg", connections=8, method="GET")),
+                   **contending(contenders.THUMBNAIL, cores, load)}
+        # The idle servers cost the direct loops nothing.
+        figures = side_by_side(servers, rounds, seconds, is_thumbnail,
+                               loops={sample: lambda: direct("sample", image, seconds, cores),
+                                      pillow: lambda: direct("pillow", image, seconds, cores)})
+    median, vs = compared(figures, ours, (thumbor, fastapi, sample, pillow))
     label = f"thumbnail/200x200 of a 1600x1200 JPEG ({size_kib:.0f} KiB), 8 connections: requests/s"
-    return [(label, f"{served:,.0f}", f"thumbor {thumbor_rate:,.0f}", f"{vs_thumbor:.1f}x",
-             ">= 3x", vs_thumbor >= 3),
-            ("... vs the sample's process() in a tight loop per core", f"{served:,.0f}", f"{sample:,.0f}",
-             f"{vs_sample:.0%}", ">= 90%", vs_sample >= 0.9),
-            ("... vs the best plain-Pillow code per core", f"{served:,.0f}", f"{pillow:,.0f}",
-             f"{vs_pillow:.0%}", ">= 80%", vs_pillow >= 0.8)]
+    rows = [(label, median[ours], f"thumbor {median[thumbor]}", f"{vs[thumbor]:.1f}x", ">= 3x",
+             vs[thumbor] >= 3),
+            ("... vs FastAPI on uvicorn, the same Pillow code (issue 19)", median[ours],
+             f"FastAPI {median[fastapi]}", f"{vs[fastapi]:.2f}x", ">= 1.0x", vs[fastapi] >= 1.0),
+            (f"... vs {sample}", median[ours], median[sample], f"{vs[sample]:.0%}", ">= 90%",
+             vs[sample] >= 0.9),
+            (f"... vs {pillow}", median[ours], median[pillow], f"{vs[pillow]:.0%}", ">= 80%",
+             vs[pillow] >= 0.8)]
+    title = f"thumbnail 1600x1200 JPEG ({size_kib:.0f} KiB) -> 200x200, 8 connections, the sample's code"
+    return rows, [(title, figures)]
 
 
-class _in:
-    """A server started in `folder` (thumbor's file loader reads from its working folder)."""
+def is_thumbnail(answer):
+    from PIL import Image
 
-    def __init__(self, folder, command, port):
-        self.folder, self.command, self.port = folder, command, port
-
-    def __enter__(self):
-        here = os.getcwd()
-        os.chdir(self.folder)
-        try:
-            self.process = Process(self.command, self.port)
-        finally:
-            os.chdir(here)
-        return self.process
-
-    def __exit__(self, *exc_info):
-        self.process.stop()
+    with Image.open(io.BytesIO(answer)) as thumbnail:
+        return thumbnail.format == "JPEG" and thumbnail.size == (200, 200)
 
 
 def machine():
@@ -315,19 +397,42 @@ def machine():
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
+def sections(names, rounds, seconds):
+    """The main table's rows and the side-by-side tables of the sections `names`, in that order."""
+    run = {"trivial": lambda: trivial(rounds, seconds), "upload": lambda: (upload_peak_rss(), []),
+           "thumbnail": lambda: thumbnails(rounds, seconds),
+           "celery": lambda: (celery_mode(rounds, seconds), [])}
+    rows, tables = [], []
+    for name in names:
+        more_rows, more_tables = run[name]()
+        rows += more_rows
+        tables += more_tables
+    return rows, tables
+
+
+def print_side_by_side(title, figures):
+    print(f"\n| {title} | requests/s | CPU per request, all its processes (µs) |\n|---|---|---|")
+    for name, figure in figures.items():
+        cpu = f"{statistics.median(figure['cpu']):,.0f}" if figure["cpu"] else ""
+        print(f"| {name} | {statistics.median(figure['rps']):,.0f} | {cpu} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS,
+                        help="run only these sections, in this order")
     options = parser.parse_args()
-    rows = trivial_vs_bare_tornado(options.rounds, options.seconds) + upload_peak_rss() + \
-        thumbnails(options.rounds, options.seconds) + celery_mode(options.rounds, options.seconds)
+    rows, tables = sections(options.only, options.rounds, options.seconds)
     print(f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}; medians of {options.rounds} "
           f"alternating rounds of {options.seconds} s (ratios: the median of each round's ratio)\n")
     print("| measure | ufop-sdk | reference | ratio | target | met |")
     print("|---|---|---|---|---|---|")
     for name, value, reference, ratio, target, met in rows:
         print(f"| {name} | {value} | {reference} | {ratio} | {target} | {'yes' if met else 'NO'} |")
+    for title, figures in tables:
+        print_side_by_side(title, figures)
 
 
 if __name__ == "__main__":

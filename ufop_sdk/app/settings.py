@@ -106,6 +106,7 @@ ENVIRONMENT = {
     "timeout": ("UFOP_TIMEOUT", parse_seconds),
     "max_body_bytes": ("UFOP_MAX_BODY_BYTES", parse_size),
     "max_source_bytes": ("UFOP_MAX_SOURCE_BYTES", parse_size),
+    "max_upload_bytes": ("UFOP_MAX_UPLOAD_BYTES", parse_size),
     "broker_url": ("UFOP_BROKER_URL", parse_optional),
     "inline_bytes": ("UFOP_INLINE_BYTES", parse_size),
     "host": ("UFOP_HOST", str.strip),
@@ -139,6 +140,8 @@ class Settings:
     timeout: float = 30.0
     max_body_bytes: int = 100 << 20
     max_source_bytes: int = 100 << 20
+    # dev's form upload at POST / (Qiniu's up host takes at most 1 GB in one form)
+    max_upload_bytes: int = 1 << 30
     broker_url: str | None = None
     inline_bytes: int = 256 << 10
     host: str = "0.0.0.0"

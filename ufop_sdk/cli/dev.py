@@ -17,7 +17,9 @@ from ..dev.buckets import Bucket, Buckets
 from ..dev.persistent import PfopHandler, PlaygroundJobsHandler, StatusHandler
 from ..dev.platform import Platform
 from ..dev.playground import PlaygroundHandler
+from ..dev.upload import ResumableUploadHandler, UploadHandler
 from ..errors import ConfigError, ProjectError
+from ..http.handlers import MethodMatches
 from . import serving
 from .common import load_settings, project_options
 
@@ -75,8 +77,11 @@ def dev_command(host, port, workers, buckets, project, app):
         return [_reload_on_change(server, project, flags)]
 
     routes = [(r"/", PlaygroundHandler), (r"/pfop/?", PfopHandler), (r"/status/get/prefop", StatusHandler),
-              (r"/_dev/jobs", PlaygroundJobsHandler),
-              *([(r"/(.+)", BucketHandler)] if buckets else [])]
+              (r"/_dev/jobs", PlaygroundJobsHandler)]
+    if buckets:  # POST / is Qiniu's form upload; GET / stays the playground
+        routes = [(MethodMatches("POST", r"/"), UploadHandler),
+                  (MethodMatches("POST", ResumableUploadHandler.PATHS), ResumableUploadHandler),
+                  *routes, (r"/(.+)", BucketHandler)]
     serving.build_executor_and_serve(settings, loaded, debug=True, default_blocked=(), background=background,
                 extra_routes=routes)
 

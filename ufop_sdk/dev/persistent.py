@@ -7,23 +7,15 @@ set (see qiniu_auth.py), and every answer, errors too, is JSON with the
 
 from ..errors import BadRequest, NotFound, UfopError
 from ..http.handlers import JsonHandler
+from .answers import QiniuAnswers
 from .buckets import NoSuchKey
 from .jobs import Job
 
 FORCED = ("1", "true")
 
 
-class PlatformHandler(JsonHandler):
+class PlatformHandler(QiniuAnswers, JsonHandler):
     """A handler of the platform's API: X-Reqid on every answer, the management token checked first."""
-
-    def initialize(self, server):
-        super().initialize(server)
-        self.set_header("X-Reqid", self.request_id)
-
-    def set_default_headers(self):  # again after an error clears the headers
-        super().set_default_headers()
-        if hasattr(self, "request_id"):
-            self.set_header("X-Reqid", self.request_id)
 
     def prepare(self):
         credentials = self.server.platform.credentials

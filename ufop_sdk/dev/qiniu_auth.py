@@ -64,18 +64,9 @@ class Credentials:
 
     def check_upload_token(self, token, bucket, key, now=None):
         """The put policy of an upload `token` that lets `key` into `bucket`; raises Unauthorized."""
-        access_and_sign, _, encoded = (token or "").rpartition(":")
-        if not access_and_sign or not encoded:
-            raise Unauthorized("the upload token is not '<AccessKey>:<sign>:<policy>'")
+        access_and_sign, encoded = _split_upload_token(token)
         self.check_signed(access_and_sign, encoded.encode(), "the upload token")
-        policy = _decoded_policy(encoded)
-        deadline = policy.get("deadline")
-        if not isinstance(deadline, int) or deadline < (time.time() if now is None else now):
-            raise Unauthorized("the upload token has expired")
-        if not _covers(policy.get("scope"), policy.get("isPrefixalScope") == 1, bucket, key):
-            raise Unauthorized(f"the upload token's scope {policy.get('scope')!r} does not cover "
-                               f"{bucket}:{key}")
-        return policy
+        return check_put_policy(_decoded_policy(encoded), bucket, key, now)
 
     def check_signed(self, token, data, what):
         """Raise Unauthorized unless `token` is ``<AK>:<sign>`` of this account for `data`."""
@@ -84,6 +75,30 @@ class Credentials:
             raise Unauthorized(f"{what} names another access key")
         if not hmac.compare_digest(sign.encode(), self.sign(data).encode()):
             raise Unauthorized(f"{what}'s signature does not match")
+
+
+def unverified_put_policy(token):
+    """The put policy an upload `token` carries, its signature unchecked: dev without credentials
+    takes any signature, yet the policy names the bucket. Raises Unauthorized when it does not decode."""
+    return _decoded_policy(_split_upload_token(token)[1])
+
+
+def check_put_policy(policy, bucket, key, now=None):
+    """`policy` when its deadline is ahead and its scope covers `key` in `bucket`; raises Unauthorized."""
+    deadline = policy.get("deadline")
+    if not isinstance(deadline, int) or deadline < (time.time() if now is None else now):
+        raise Unauthorized("the upload token has expired")
+    if not _covers(policy.get("scope"), policy.get("isPrefixalScope") == 1, bucket, key):
+        raise Unauthorized(f"the upload token's scope {policy.get('scope')!r} does not cover "
+                           f"{bucket}:{key}")
+    return policy
+
+
+def _split_upload_token(token):
+    access_and_sign, _, encoded = (token or "").rpartition(":")
+    if not access_and_sign or not encoded:
+        raise Unauthorized("the upload token is not '<AccessKey>:<sign>:<policy>'")
+    return access_and_sign, encoded
 
 
 def _decoded_policy(encoded):

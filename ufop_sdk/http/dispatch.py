@@ -6,7 +6,9 @@ the answer) and closes connections for a graceful stop. The other paths
 """
 
 import time
+from typing import NamedTuple
 
+import attrs
 from tornado import httputil
 
 from ..errors import PayloadTooLarge
@@ -14,10 +16,23 @@ from .cuts import SERVER_STOPPED, SLOW_CLIENT, ConnectionCut
 from .handler_request import HandlerRequest
 from .replies import RefusableRequest
 
-# Every path but /handler takes no body (the dev pages post only to /handler):
-# past this a body is refused before it is read, not buffered whole.
+# Every path but /handler takes no body (the dev pages post only to /handler),
+# unless its handler takes the body as a stream (dev's upload): past this a
+# body is refused before it is read, not buffered whole.
 MAX_OTHER_BODY_BYTES = 64 << 10
 HANDLER_PATHS = ("/handler", "/handler/")
+
+
+class BodyLimit(NamedTuple):
+    """The largest body a path takes, what the 413 past it says, and the headers (such as Qiniu's
+    X-Reqid) that carry the request id on that 413 besides X-Request-Id."""
+
+    max_bytes: int
+    hint: str
+    request_id_headers: tuple = ()
+
+
+OTHER_PATHS_LIMIT = BodyLimit(MAX_OTHER_BODY_BYTES, "the platform calls POST /handler?cmd=...")
 
 
 class Dispatcher(httputil.HTTPServerConnectionDelegate):
@@ -35,9 +50,10 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
     run every second, closes the connections past theirs.
     """
 
-    def __init__(self, server, application, idle_seconds, body_seconds, write_seconds):
+    def __init__(self, server, application, idle_seconds, body_seconds, write_seconds, streamed_rules=()):
         self.server = server
         self.application = application
+        self.streamed_rules = streamed_rules  # the application's Rules whose handler streams its body
         self.idle_seconds = idle_seconds
         self.body_seconds = body_seconds
         self.write_seconds = write_seconds
@@ -75,6 +91,19 @@ class Dispatcher(httputil.HTTPServerConnectionDelegate):
         for server_conn in list(self.requests):
             server_conn.stream.close(exc_info=ConnectionCut(SERVER_STOPPED))
 
+    def body_limit(self, start_line, headers):
+        """The BodyLimit of a request to the application: its handler's own `body_limit(settings)`
+        when one of `streamed_rules` matches it, else OTHER_PATHS_LIMIT."""
+        if self.streamed_rules:
+            try:
+                request = httputil.HTTPServerRequest(start_line=start_line, headers=headers)
+            except httputil.HTTPInputError:  # no Host: the application refuses it as before
+                return OTHER_PATHS_LIMIT
+            for rule in self.streamed_rules:
+                if rule.matcher.match(request) is not None:
+                    return rule.target.body_limit(self.server.settings)
+        return OTHER_PATHS_LIMIT
+
     def writing(self, server_conn):
         """An answer is being written on `server_conn`: its client has `write_seconds` to take it."""
         self.deadlines[server_conn] = time.monotonic() + self.write_seconds
@@ -102,7 +131,8 @@ class _Dispatch(httputil.HTTPMessageDelegate):
                                            self.server_conn)
         else:
             routed = dispatcher.application.start_request(self.server_conn, self.request_conn)
-            self.delegate = OtherPath(dispatcher.server, self.request_conn, routed)
+            limit = dispatcher.body_limit(start_line, headers)
+            self.delegate = OtherPath(dispatcher.server, self.request_conn, routed, limit)
         return self.delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk):
@@ -119,22 +149,23 @@ class _Dispatch(httputil.HTTPMessageDelegate):
 
 
 class OtherPath(RefusableRequest):
-    """A path other than /handler: the application's `delegate`, with a body of at most MAX_OTHER_BODY_BYTES.
+    """A path other than /handler: the application's `delegate`, with a body within `limit` (a BodyLimit).
 
     A body past that (declared, or counted as it arrives, chunked or not) is
     answered with a JSON 413 instead, and never buffered.
     """
 
-    def __init__(self, server, connection, delegate):
+    def __init__(self, server, connection, delegate, limit=OTHER_PATHS_LIMIT):
         self.server = server
         self.connection = connection
         self.delegate = delegate
+        self.limit = limit
 
     def headers_received(self, start_line, headers):
         self.path = start_line.path.partition("?")[0]
         self.headers = headers
         length = headers.get("Content-Length", "")
-        if length.isdecimal() and int(length) > MAX_OTHER_BODY_BYTES:
+        if length.isdecimal() and int(length) > self.limit.max_bytes:
             self._refuse_body()
             return None
         return self.delegate.headers_received(start_line, headers)
@@ -144,7 +175,7 @@ class OtherPath(RefusableRequest):
             self.drain(chunk)
             return None
         self.bytes_in += len(chunk)
-        if self.bytes_in > MAX_OTHER_BODY_BYTES:
+        if self.bytes_in > self.limit.max_bytes:
             self.delegate.on_connection_close()  # it never gets the rest
             self._refuse_body()
             return None
@@ -162,6 +193,8 @@ class OtherPath(RefusableRequest):
 
     def _refuse_body(self):
         self.request_id = self.server.request_id_for(self.headers)
-        error = PayloadTooLarge(f"{self.path} takes no body over {MAX_OTHER_BODY_BYTES} bytes; "
-                                "the platform calls POST /handler?cmd=...")
-        self.refuse(self.server.error_response(error, self.request_id), self.headers)
+        error = PayloadTooLarge(f"{self.path} takes no body over {self.limit.max_bytes} bytes; "
+                                f"{self.limit.hint}")
+        response = self.server.error_response(error, self.request_id)
+        extra = {name: self.request_id for name in self.limit.request_id_headers}
+        self.refuse(attrs.evolve(response, headers={**response.headers, **extra}), self.headers)

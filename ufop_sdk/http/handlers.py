@@ -9,7 +9,8 @@ dispatch.py and handler_request.py). Handlers get the ServerState through
 import traceback
 
 from tornado import httputil
-from tornado.web import Application, HTTPError, RequestHandler
+from tornado.routing import Matcher, PathMatches, Rule
+from tornado.web import Application, HTTPError, RequestHandler, stream_request_body
 
 from ..errors import NotFound, UfopError
 from .dispatch import Dispatcher
@@ -71,6 +72,36 @@ class JsonHandler(RequestHandler):
             super().log_exception(typ, value, tb)
 
 
+@stream_request_body
+class StreamedBodyHandler(JsonHandler):
+    """A handler that takes its body as it arrives (`data_received`), within its own `body_limit`.
+
+    Every other path but /handler takes at most MAX_OTHER_BODY_BYTES, which
+    Tornado buffers; the dispatcher lets a request routed here take up to
+    `body_limit(settings)` (a dispatch.BodyLimit), still refused with a JSON
+    413 past it.
+    """
+
+    @classmethod
+    def body_limit(cls, settings):
+        raise NotImplementedError
+
+
+class MethodMatches(Matcher):
+    """A route for one method on a path pattern, as ``Rule(MethodMatches("POST", r"/"), handler)``:
+    Tornado's own routes match on the path only."""
+
+    def __init__(self, method, path_pattern):
+        self.method = method
+        self.path = PathMatches(path_pattern)
+
+    def __repr__(self):
+        return f"MethodMatches({self.method!r}, {self.path.regex.pattern!r})"
+
+    def match(self, request):
+        return self.path.match(request) if request.method == self.method else None
+
+
 class HealthHandler(JsonHandler):
     """``GET /health``: 200 while the instance can answer, else 503 with the reasons.
 
@@ -109,18 +140,23 @@ class UnknownPathHandler(JsonHandler):
 def make_dispatcher(server, extra_routes=()):
     """What the HTTP server serves: /handler on the fast path, the rest as an Application.
 
-    `extra_routes` are (pattern, handler class) pairs served after the
-    server's own paths, which always win (``dev`` adds its playground here).
+    `extra_routes` are (path pattern or tornado Matcher, handler class) pairs
+    served in order after the server's own paths, which always win (``dev``
+    adds its playground, bucket and upload here). Those whose handler is a
+    StreamedBodyHandler take bodies up to its own limit.
     """
+    rules = [Rule(PathMatches(route) if isinstance(route, str) else route, handler, {"server": server})
+             for route, handler in extra_routes]
     application = Application([
         (r"/health/?", HealthHandler, {"server": server}),
         (r"/metrics/?", MetricsHandler, {"server": server}),
-        *((pattern, handler, {"server": server}) for pattern, handler in extra_routes),
+        *rules,
     ], default_handler_class=UnknownPathHandler, default_handler_args={"server": server},
         compress_response=False, log_function=_no_tornado_access_log)
     settings = server.settings
+    streamed = [rule for rule in rules if issubclass(rule.target, StreamedBodyHandler)]
     return Dispatcher(server, application, settings.idle_timeout, settings.body_timeout,
-                      settings.write_timeout)
+                      settings.write_timeout, streamed)
 
 
 def _no_tornado_access_log(handler):
