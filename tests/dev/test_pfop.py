@@ -2,7 +2,8 @@
 
 Every test points the SDK at a real ``ufop-sdk dev`` subprocess serving the
 tests/projects/pfop processors (``pfoptest/upper``, ``reverse``, ``fail``,
-``sleep/<s>``, ``timed/<s>``, ``platform``) on bucket folders, and uses it
+``sleep/<s>``, ``timed/<s>``, ``platform``, ``big/<MiB>``, ``overtime``,
+``crash``) on bucket folders, and uses it
 as a Qiniu user does: ``PersistentFop(...).execute`` and ``.get_status``,
 ``op_save`` and ``entry`` for saveas, ``Auth.token`` to sign the
 synchronous form. Inputs are put into the bucket folders directly, except
@@ -101,6 +102,14 @@ def dev_on(bucket_folder, env=CREDENTIALS, project=PFOP, workers=2):
     return Server(project, "--bucket", f"photos={bucket_folder}", command="dev", env=env, workers=workers)
 
 
+def project_with_env(tmp_path, lines):
+    """A copy of the pfop project whose ``.env`` has `lines` too."""
+    project = shutil.copytree(PFOP, tmp_path / "project")
+    with open(project / ".env", "a", encoding="utf-8") as env:
+        env.write("".join(f"{line}\n" for line in lines))
+    return project
+
+
 # -- asking as the SDK does ------------------------------------------------------------------------------
 
 def submitted(pfop, key, fops, **options):
@@ -133,11 +142,6 @@ def run(pfop, key, fops, **options):
     return finished(pfop, submitted(pfop, key, fops, **options))
 
 
-def saving(cmd, bucket, key):
-    """The fop `cmd` with its output saved as bucket:key, as the SDK builds it."""
-    return qiniu.op_save(cmd, bucket, key)
-
-
 def refused(info, status):
     """Check that an SDK call was answered `status` with a JSON error and an X-Reqid, as Qiniu's are."""
     assert info.status_code == status, info
@@ -167,8 +171,8 @@ def test_a_job_of_two_saveas_fops_saves_both_outputs_and_notifies_its_final_stat
                                                                                   point_sdk_at):
     point_sdk_at(server)
     pfop = qiniu.PersistentFop(AUTH, "photos", notify_url=notify.url("/done"))
-    fops = [saving("pfoptest/upper", "photos", "flow/upper.txt"),
-            saving("pfoptest/reverse", "photos", "flow/reversed.txt")]
+    fops = [qiniu.op_save("pfoptest/upper", "photos", "flow/upper.txt"),
+            qiniu.op_save("pfoptest/reverse", "photos", "flow/reversed.txt")]
     ret, info = pfop.execute("hello.txt", fops)
     persistent_id = ret["persistentId"]
     status = finished(pfop, persistent_id)
@@ -197,13 +201,14 @@ def test_upload_with_put_data_then_pfop_then_status_finds_the_output_in_the_buck
     uploaded = folders / "photos" / "uploaded/words.txt"
     assert ret == {"hash": qiniu.etag(str(uploaded)), "key": "uploaded/words.txt"}
     pfop = qiniu.PersistentFop(AUTH, "photos")
-    status = run(pfop, "uploaded/words.txt", [saving("pfoptest/upper", "photos", "uploaded/upper.txt")])
+    fops = [qiniu.op_save("pfoptest/upper", "photos", "uploaded/upper.txt")]
+    status = run(pfop, "uploaded/words.txt", fops)
     assert status["code"] == DONE, status
     check_saved(status["items"][0], folders / "photos", "uploaded/upper.txt", b"UPLOADED WORDS\n")
 
 
 def test_a_failing_fop_is_reported_on_its_item_while_the_other_succeeds(photos, folders):
-    fops = [saving("pfoptest/upper", "photos", "partial/upper.txt"), "pfoptest/fail"]
+    fops = [qiniu.op_save("pfoptest/upper", "photos", "partial/upper.txt"), "pfoptest/fail"]
     status = run(photos, "hello.txt", fops)
     assert status["code"] == FAILED, status
     succeeded, failed = status["items"]
@@ -246,14 +251,14 @@ def test_a_job_is_waiting_or_running_until_its_fop_ends(photos):
 
 
 def test_the_fops_of_a_job_run_side_by_side(photos, folders):
-    fops = [saving("pfoptest/timed/3", "photos", f"timed/{n}.json") for n in (1, 2)]
+    fops = [qiniu.op_save("pfoptest/timed/3", "photos", f"timed/{n}.json") for n in (1, 2)]
     assert run(photos, "hello.txt", fops)["code"] == DONE
     first, second = (json.loads((folders / "photos" / f"timed/{n}.json").read_bytes()) for n in (1, 2))
     assert first["started"] < second["ended"] and second["started"] < first["ended"], (first, second)
 
 
 def test_at_most_3_fops_run_at_once_and_the_others_wait(bucket, point_sdk_at):
-    fops = [saving("pfoptest/timed/2", "photos", f"timed/{n}.json") for n in range(5)]
+    fops = [qiniu.op_save("pfoptest/timed/2", "photos", f"timed/{n}.json") for n in range(5)]
     with dev_on(bucket, workers=5) as server:
         point_sdk_at(server)
         pfop = qiniu.PersistentFop(AUTH, "photos")
@@ -271,7 +276,8 @@ def codes_of(status):
 
 
 def test_a_fop_that_is_a_pipeline_saves_its_last_steps_output(photos, folders):
-    status = run(photos, "hello.txt", [saving("pfoptest/upper|pfoptest/reverse", "photos", "piped/out.txt")])
+    fops = [qiniu.op_save("pfoptest/upper|pfoptest/reverse", "photos", "piped/out.txt")]
+    status = run(photos, "hello.txt", fops)
     assert status["code"] == DONE, status
     check_saved(status["items"][0], folders / "photos", "piped/out.txt", INPUT.upper()[::-1])
 
@@ -280,7 +286,7 @@ def test_a_job_on_a_key_of_unicode_and_url_characters_saves_to_such_a_key(photos
     key, target = "文件 夹/ünï+côdé 100%?#&=.txt", "输出/大 写+%?#&=.txt"
     (folders / "photos" / "文件 夹").mkdir()
     (folders / "photos" / key).write_bytes("ünï côdé\n".encode())
-    status = run(photos, key, [saving("pfoptest/upper", "photos", target)])
+    status = run(photos, key, [qiniu.op_save("pfoptest/upper", "photos", target)])
     assert (status["code"], status["inputKey"]) == (DONE, key), status
     check_saved(status["items"][0], folders / "photos", target, "ünï côdé\n".encode().upper())
 
@@ -288,13 +294,13 @@ def test_a_job_on_a_key_of_unicode_and_url_characters_saves_to_such_a_key(photos
 def test_a_job_on_a_key_with_leading_and_trailing_spaces_reads_that_key(photos, folders):
     (folders / "photos" / " padded.txt ").write_bytes(b"the padded one\n")
     (folders / "photos" / "padded.txt").write_bytes(b"the other one\n")
-    status = run(photos, " padded.txt ", [saving("pfoptest/upper", "photos", " padded out ")])
+    status = run(photos, " padded.txt ", [qiniu.op_save("pfoptest/upper", "photos", " padded out ")])
     assert (status["code"], status["inputKey"]) == (DONE, " padded.txt "), status
     check_saved(status["items"][0], folders / "photos", " padded out ", b"THE PADDED ONE\n")
 
 
 def test_an_output_of_several_4_mib_blocks_is_saved_whole_with_the_sdks_etag(photos, folders):
-    status = run(photos, "hello.txt", [saving("pfoptest/big/9", "photos", "big/nine.bin")])
+    status = run(photos, "hello.txt", [qiniu.op_save("pfoptest/big/9", "photos", "big/nine.bin")])
     assert status["code"] == DONE, status
     check_saved(status["items"][0], folders / "photos", "big/nine.bin", bytes(range(256)) * (9 << 12))
 
@@ -308,7 +314,7 @@ def test_ten_jobs_submitted_at_once_all_finish_done(photos):
 
 
 def test_a_jobs_fop_is_told_the_bucket_the_key_and_the_asynchronous_mode(photos, folders):
-    status = run(photos, "hello.txt", [saving("pfoptest/platform", "photos", "told/platform.json")])
+    status = run(photos, "hello.txt", [qiniu.op_save("pfoptest/platform", "photos", "told/platform.json")])
     assert status["code"] == DONE, status
     told = json.loads((folders / "photos" / "told/platform.json").read_bytes())
     assert (told["bucket"], told["key"], told["is_async"]) == ("photos", "hello.txt", True), told
@@ -341,7 +347,7 @@ def test_a_fop_without_saveas_stores_its_output_under_the_generated_key_it_repor
 def test_an_existing_saveas_target_is_kept_with_return_old_unless_forced(photos, folders):
     bucket = folders / "photos"
     (bucket / "force.txt").write_bytes(b"first\n")
-    fops = [saving("pfoptest/upper", "photos", "force/out.txt")]
+    fops = [qiniu.op_save("pfoptest/upper", "photos", "force/out.txt")]
     check_saved(run(photos, "force.txt", fops)["items"][0], bucket, "force/out.txt", b"FIRST\n")
     (bucket / "force.txt").write_bytes(b"second\n")
     [kept] = run(photos, "force.txt", fops)["items"]
@@ -353,7 +359,7 @@ def test_an_existing_saveas_target_is_kept_with_return_old_unless_forced(photos,
 
 
 def test_a_saveas_into_the_second_bucket_writes_into_its_folder(photos, folders):
-    status = run(photos, "hello.txt", [saving("pfoptest/upper", "other", "from-photos/upper.txt")])
+    status = run(photos, "hello.txt", [qiniu.op_save("pfoptest/upper", "other", "from-photos/upper.txt")])
     assert status["code"] == DONE, status
     check_saved(status["items"][0], folders / "other", "from-photos/upper.txt", INPUT.upper())
     assert not (folders / "photos" / "from-photos").exists()
@@ -369,7 +375,7 @@ ESCAPES = {"parent": ("photos", "../escaped.txt"),
 
 @pytest.mark.parametrize("target", ESCAPES.values(), ids=ESCAPES)
 def test_a_saveas_out_of_the_buckets_fails_its_item_and_writes_nothing(photos, folders, target):
-    status = run(photos, "hello.txt", [saving("pfoptest/upper", *target)])
+    status = run(photos, "hello.txt", [qiniu.op_save("pfoptest/upper", *target)])
     assert status["code"] == FAILED, status
     [item] = status["items"]
     assert item["code"] == FAILED and item["error"], item
@@ -378,7 +384,7 @@ def test_a_saveas_out_of_the_buckets_fails_its_item_and_writes_nothing(photos, f
 
 def test_a_saveas_key_with_a_dotdot_part_fails_even_where_it_names_an_existing_file(photos, folders):
     # deep/../hello.txt resolves to hello.txt: it must not be taken for an existing target (returnOld)
-    status = run(photos, "hello.txt", [saving("pfoptest/upper", "photos", "deep/../hello.txt")])
+    status = run(photos, "hello.txt", [qiniu.op_save("pfoptest/upper", "photos", "deep/../hello.txt")])
     [item] = status["items"]
     assert (status["code"], item["code"]) == (FAILED, FAILED), status
     assert (folders / "photos" / "hello.txt").read_bytes() == INPUT
@@ -471,7 +477,8 @@ def test_without_credentials_any_signature_is_accepted_and_dev_says_so_once(buck
         point_sdk_at(server)
         for auth in WRONG_AUTHS.values():
             pfop = qiniu.PersistentFop(auth, "photos")
-            assert run(pfop, "hello.txt", [saving("pfoptest/upper", "photos", "up.txt")])["code"] == DONE
+            fops = [qiniu.op_save("pfoptest/upper", "photos", "up.txt")]
+            assert run(pfop, "hello.txt", fops)["code"] == DONE
         said = [line for line in server.output().splitlines() if "QINIU_ACCESS_KEY" in line]
         assert len(said) == 1, said
 
@@ -490,14 +497,6 @@ def test_without_any_bucket_a_pfop_is_631_naming_the_option(point_sdk_at):
         _, info = qiniu.PersistentFop(AUTH, "photos").execute("hello.txt", ["pfoptest/upper"])
     refused(info, 631)
     assert "--bucket" in info.json()["error"]
-
-
-def project_with_env(tmp_path, lines):
-    """A copy of the pfop project whose ``.env`` has `lines` too."""
-    project = shutil.copytree(PFOP, tmp_path / "project")
-    with open(project / ".env", "a", encoding="utf-8") as env:
-        env.write("".join(f"{line}\n" for line in lines))
-    return project
 
 
 def test_credentials_in_the_projects_env_file_are_required(tmp_path, bucket, point_sdk_at):
@@ -543,7 +542,8 @@ def test_a_finished_jobs_status_survives_a_dev_restart(bucket, point_sdk_at):
     pfop = qiniu.PersistentFop(AUTH, "photos")
     with dev_on(bucket) as server:
         point_sdk_at(server)
-        before = run(pfop, "hello.txt", [saving("pfoptest/upper", "photos", "up.txt"), "pfoptest/fail"])
+        fops = [qiniu.op_save("pfoptest/upper", "photos", "up.txt"), "pfoptest/fail"]
+        before = run(pfop, "hello.txt", fops)
     with dev_on(bucket) as server:
         point_sdk_at(server)
         assert pfop.get_status(before["id"])[0] == before
@@ -608,14 +608,14 @@ def reloading(tmp_path, bucket, point_sdk_at):
 
 def test_a_jobs_status_survives_a_reload(reloading):
     pfop = qiniu.PersistentFop(AUTH, "photos")
-    before = run(pfop, "hello.txt", [saving("pfoptest/upper", "photos", "up.txt")])
+    before = run(pfop, "hello.txt", [qiniu.op_save("pfoptest/upper", "photos", "up.txt")])
     reloading()
     assert pfop.get_status(before["id"])[0] == before
 
 
 def test_a_job_running_while_dev_reloads_still_ends_done(reloading, bucket):
     pfop = qiniu.PersistentFop(AUTH, "photos")
-    persistent_id = submitted(pfop, "hello.txt", [saving("pfoptest/sleep/3", "photos", "slept.txt")])
+    persistent_id = submitted(pfop, "hello.txt", [qiniu.op_save("pfoptest/sleep/3", "photos", "slept.txt")])
     status_when(pfop, persistent_id, lambda status: status["code"] == RUNNING)
     reloading()
     status = finished(pfop, persistent_id)
