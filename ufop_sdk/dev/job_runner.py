@@ -43,10 +43,11 @@ class JobRunner:
 
     async def _run(self, job, source_url):
         await asyncio.gather(*(self._run_item(job, item, source_url) for item in job.items))
-        job.code = FAILED if any(item.code == FAILED for item in job.items) else DONE
-        self.store.save(job)  # the fops' outcome stands, should dev stop while the callback is tried
-        if job.notify_url and not await notify(self.server.fetcher, job.notify_url, job.status()):
-            job.code = CALLBACK_FAILED
+        code = FAILED if any(item.code == FAILED for item in job.items) else DONE
+        # running until the callback is answered, as the platform reports it
+        if job.notify_url and not await notify(self.server.fetcher, job.notify_url, job.status(code)):
+            code = CALLBACK_FAILED
+        job.code = code
         self.store.save(job)
 
     async def _run_item(self, job, item, source_url):

@@ -70,9 +70,11 @@ class Job:
     def finished(self):
         return self.code in (DONE, FAILED, CALLBACK_FAILED)
 
-    def status(self):
-        """The JSON of ``GET /status/get/prefop`` and of the notifyURL callback."""
-        return {"id": self.id, "pipeline": self.pipeline, "code": self.code, "desc": DESCRIPTIONS[self.code],
+    def status(self, code=None):
+        """The JSON of ``GET /status/get/prefop``, and of the notifyURL callback (with the `code`
+        the job is about to have)."""
+        code = self.code if code is None else code
+        return {"id": self.id, "pipeline": self.pipeline, "code": code, "desc": DESCRIPTIONS[code],
                 "reqid": self.reqid, "inputBucket": self.bucket, "inputKey": self.key,
                 "items": [item.status() for item in self.items]}
 
