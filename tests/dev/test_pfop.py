@@ -522,6 +522,32 @@ def test_credentials_added_to_the_env_file_are_required_after_the_reload(tmp_pat
         assert submitted(qiniu.PersistentFop(AUTH, "photos"), "hello.txt", ["pfoptest/upper"])
 
 
+# -- the playground's own way to start a job (/_dev/jobs: unsigned) -------------------------------------
+
+def start_from_a_page(server, origin, key):
+    """POST /_dev/jobs as a page at `origin` would: a job of upper saved over `key`, forced."""
+    form = {"bucket": "photos", "key": "hello.txt", "force": "1",
+            "fops": qiniu.op_save("pfoptest/upper", "photos", key)}
+    return requests.post(server.url + "/_dev/jobs", data=form, headers={"Origin": origin}, timeout=30)
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.1:1", "null"])
+def test_another_sites_page_cannot_start_a_job_through_the_playground(server, folders, origin):
+    (folders / "photos" / "kept.txt").write_bytes(b"the developer's own\n")
+    response = start_from_a_page(server, origin, "kept.txt")
+    assert response.status_code == 403 and response.json()["error"], response.text
+    time.sleep(1)  # a job started anyway would have written by now
+    assert (folders / "photos" / "kept.txt").read_bytes() == b"the developer's own\n"
+
+
+def test_the_playground_page_itself_starts_a_job_unsigned(server, folders, point_sdk_at):
+    response = start_from_a_page(server, server.url, "from-the-page.txt")
+    assert response.status_code == 200, response.text
+    point_sdk_at(server)
+    status = finished(qiniu.PersistentFop(AUTH, "photos"), response.json()["persistentId"])
+    check_saved(status["items"][0], folders / "photos", "from-the-page.txt", INPUT.upper())
+
+
 # -- notify ----------------------------------------------------------------------------------------------
 
 def test_a_notify_that_keeps_failing_gives_code_4_after_2_to_5_attempts(server, notify, point_sdk_at):

@@ -5,7 +5,9 @@ set (see qiniu_auth.py), and every answer, errors too, is JSON with the
 ``X-Reqid`` header the official SDK requires.
 """
 
-from ..errors import BadRequest, NotFound, UfopError
+from urllib.parse import urlsplit
+
+from ..errors import BadRequest, Forbidden, NotFound, UfopError
 from ..http.handlers import JsonHandler
 from .answers import QiniuAnswers
 from .buckets import NoSuchKey
@@ -71,7 +73,11 @@ class PlaygroundJobsHandler(PfopHandler):
     ``/pfop`` does, unsigned (the playground is dev's own page and holds no secret key)."""
 
     def prepare(self):
-        pass
+        """Unsigned, so refused to other sites' pages: a form on any page the developer opens could
+        otherwise start jobs whose saveas (force=1) overwrites the bucket's files."""
+        origin = self.request.headers.get("Origin")
+        if self.request.method == "POST" and origin and urlsplit(origin).netloc != self.request.host:
+            raise Forbidden(f"jobs are started from dev's own page, not from {origin}")
 
     def get(self):
         self.finish({"jobs": [{**job.status(), "created": job.created} for job in self.server.platform.jobs]})
