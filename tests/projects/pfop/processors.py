@@ -1,5 +1,6 @@
 """Small processors for dev's persistent processing (tests/dev/test_pfop.py): ``pfoptest/<route>``."""
 
+import tempfile
 import time
 
 import attrs
@@ -99,3 +100,34 @@ class Crash(Processor):
 
     def process(self, req):
         raise RuntimeError("a bug in the processor")
+
+
+class Lines(Processor):
+    """The input upper-cased, streamed a line at a time (an iterator: a chunked answer)."""
+
+    route = r"lines"
+
+    def process(self, req):
+        return (line.upper() for line in req.buffer), "text/plain"
+
+
+class Spooled(Processor):
+    """The input upper-cased, answered as an open file (sent from disk)."""
+
+    route = r"spooled"
+
+    def process(self, req):
+        file = tempfile.TemporaryFile()  # noqa: SIM115 - the answer closes it
+        file.write(req.buffer.read().upper())
+        file.seek(0)
+        return file, "text/plain"
+
+
+class Forward(Processor):
+    """The input upper-cased, read as a forward-only stream (prefetch off: the worker reads the source)."""
+
+    route = r"forward"
+    prefetch = False
+
+    def process(self, req):
+        return b"".join(req.buffer).upper(), "text/plain"
