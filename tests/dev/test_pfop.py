@@ -142,6 +142,11 @@ def run(pfop, key, fops, **options):
     return finished(pfop, submitted(pfop, key, fops, **options))
 
 
+def codes_of(status):
+    """The code of each item of a job's status."""
+    return [item["code"] for item in status["items"]]
+
+
 def refused(info, status):
     """Check that an SDK call was answered `status` with a JSON error and an X-Reqid, as Qiniu's are."""
     assert info.status_code == status, info
@@ -192,7 +197,7 @@ def test_a_job_of_two_saveas_fops_saves_both_outputs_and_notifies_its_final_stat
 
 def test_upload_with_put_data_then_pfop_then_status_finds_the_output_in_the_bucket(server, folders,
                                                                                    point_sdk_at):
-    # NEEDS THE UPLOAD BRANCH (form upload at POST /): fails until `upload` and `sdk-suite` are both merged.
+    # the one test that starts with the SDK's upload (dev's form upload at POST /), not a file put there
     point_sdk_at(server)
     token = AUTH.upload_token("photos", "uploaded/words.txt", 3600)
     ret, info = qiniu.put_data(token, "uploaded/words.txt", b"uploaded words\n",
@@ -269,10 +274,6 @@ def test_at_most_3_fops_run_at_once_and_the_others_wait(bucket, point_sdk_at):
     spans = [json.loads((bucket / f"timed/{n}.json").read_bytes()) for n in range(5)]
     most = max(sum(span["started"] <= other["started"] < span["ended"] for span in spans) for other in spans)
     assert 2 <= most <= 3, spans
-
-
-def codes_of(status):
-    return [item["code"] for item in status["items"]]
 
 
 def test_a_fop_that_is_a_pipeline_saves_its_last_steps_output(photos, folders):
