@@ -178,6 +178,7 @@ def first_answer(server, cmd, wanted, *, since, within, interval=0.02):
 
 # Helpers for the server suites (origin, /proc, concurrency); imported here so the code above stays as it was.
 import threading  # noqa: E402
+from collections import namedtuple  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
@@ -199,6 +200,9 @@ class Origin:
 
     A path not set up answers 404. `requests` lists the paths asked for, in order.
     With `tls` (a server-side ssl.SSLContext) it answers HTTPS.
+
+    It takes POSTs too (a notify callback's receiver): `receive(path, status)`
+    sets what POST `path` is answered, and `posted` lists every POST, in order.
     """
 
     def __init__(self, host="127.0.0.1", tls=None):
@@ -206,6 +210,8 @@ class Origin:
         self.tls = tls
         self.answers = {}
         self.requests = []
+        self.receiving = {}
+        self.posted = []
         self.closing = threading.Event()
 
     def __enter__(self):
@@ -245,6 +251,10 @@ class Origin:
 
         self.answers[path] = answer
 
+    def receive(self, path, status=200):
+        """Answer POST `path` with `status` and ``{}``; each POST is kept in `posted` as a Posted."""
+        self.receiving[path] = status
+
     def redirect(self, path, location, status=302):
         self.serve(path, status=status, headers={"Location": location})
 
@@ -270,10 +280,20 @@ class Origin:
                 else:
                     answer(self)
 
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                origin.posted.append(Posted(self.path, dict(self.headers), body))
+                self.send_response(origin.receiving.get(self.path, 404))
+                _send_body(self, b"{}", "length")
+
             def log_message(self, *args):
                 pass
 
         return Handler
+
+
+Posted = namedtuple("Posted", "path headers body")
+Posted.__doc__ = "A POST an Origin received: its path, headers (a dict) and body (bytes)."
 
 
 class CountedAnswer:
@@ -390,7 +410,6 @@ def save_image(path, size, image_format="JPEG"):
 
 # The qiniu-ufop suites (test_compat, test_migrate): an app in the older style, and what it answers.
 import re  # noqa: E402
-from collections import namedtuple  # noqa: E402
 
 OLDSTYLE = PROJECTS / "oldstyle"
 # What the oldstyle app's png task returns: a PNG signature and header chunk.

@@ -218,7 +218,7 @@ def guarded_server():
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "169.254.169.254", "0.0.0.0",
-                                  "2130706433", "0x7f.1", "[::ffff:127.0.0.1]"])
+                                  "2130706433", "0x7f.1", "[::ffff:127.0.0.1]", "bucket.localhost"])
 def test_a_blocked_address_is_403_and_never_asked(guarded_server, origin, host):
     origin.serve("/secret", b"internal data")
     asked = len(origin.requests)

@@ -70,6 +70,7 @@ class JobRunner:
         steps, saveas = split_saveas(cmd.split("|"))
         target = buckets[saveas.bucket if saveas else job.bucket]
         if saveas and saveas.key and not job.force:
+            target.check_writable(saveas.key)  # a key dev cannot write (a '..' part) has no old output
             with contextlib.suppress(UfopError):
                 with open(target.file(saveas.key), "rb") as old:
                     return saveas.key, await asyncio.to_thread(etag, old), 1

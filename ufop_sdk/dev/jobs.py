@@ -86,11 +86,12 @@ class Job:
         return cls(**{**record, "items": [Item(**item) for item in record["items"]]})
 
     def stopped(self):
-        """Mark what was left unfinished when dev stopped as failed."""
+        """Mark what was left unfinished when dev stopped as failed: its fops, or else its callback."""
         for item in self.items:
             if item.code in (WAITING, RUNNING):
                 item.code, item.error = FAILED, STOPPED
-        self.code = FAILED
+        # every fop ended well: only the callback was still being tried, and it never got through
+        self.code = FAILED if any(item.code == FAILED for item in self.items) else CALLBACK_FAILED
 
 
 class JobStore:

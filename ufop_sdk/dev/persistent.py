@@ -5,7 +5,9 @@ set (see qiniu_auth.py), and every answer, errors too, is JSON with the
 ``X-Reqid`` header the official SDK requires.
 """
 
-from ..errors import BadRequest, NotFound, UfopError
+from urllib.parse import urlsplit
+
+from ..errors import BadRequest, Forbidden, NotFound, UfopError
 from ..http.handlers import JsonHandler
 from .answers import QiniuAnswers
 from .buckets import NoSuchKey
@@ -23,9 +25,9 @@ class PlatformHandler(QiniuAnswers, JsonHandler):
             credentials.check_management(self.request.headers.get("Authorization"), self.request.uri,
                                          self.request.body, self.request.headers.get("Content-Type"))
 
-    def required(self, name, arguments):
-        value = arguments(name, "").strip()
-        if not value:
+    def required(self, name, arguments, strip=True):
+        value = arguments(name, "", strip=strip)
+        if not value.strip():
             raise BadRequest(f"the {name!r} field is missing")
         return value
 
@@ -38,7 +40,8 @@ class PfopHandler(PlatformHandler):
         fields = self.get_body_argument
         if fields("workflowTemplateID", ""):
             raise BadRequest("dev runs fops, not workflow templates: send 'fops'")
-        bucket, key = platform.buckets[self.required("bucket", fields)], self.required("key", fields)
+        bucket = platform.buckets[self.required("bucket", fields)]
+        key = self.required("key", fields, strip=False)  # " a.txt " is a key of its own
         fops = [fop for fop in self.required("fops", fields).split(";") if fop.strip()]
         if not fops:
             raise BadRequest("'fops' holds no fop")
@@ -70,7 +73,11 @@ class PlaygroundJobsHandler(PfopHandler):
     ``/pfop`` does, unsigned (the playground is dev's own page and holds no secret key)."""
 
     def prepare(self):
-        pass
+        """Unsigned, so refused to other sites' pages: a form on any page the developer opens could
+        otherwise start jobs whose saveas (force=1) overwrites the bucket's files."""
+        origin = self.request.headers.get("Origin")
+        if self.request.method == "POST" and origin and urlsplit(origin).netloc != self.request.host:
+            raise Forbidden(f"jobs are started from dev's own page, not from {origin}")
 
     def get(self):
         self.finish({"jobs": [{**job.status(), "created": job.created} for job in self.server.platform.jobs]})

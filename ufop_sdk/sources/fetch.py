@@ -12,7 +12,7 @@ from tornado.netutil import DefaultLoopResolver, Resolver
 from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 
 from ..errors import BadRequest, Forbidden, PayloadTooLarge, ProcessingTimeout, SourceError, UfopError
-from .networks import DEFAULT_BLOCKED_NETWORKS, EmptyNetworkList, is_blocked
+from .networks import DEFAULT_BLOCKED_NETWORKS, EmptyNetworkList, is_blocked, localhost_addresses
 from .spool import Spool
 
 MAX_REDIRECTS = 3
@@ -82,7 +82,8 @@ class GuardedResolver(Resolver):
         self.resolver = resolver or DefaultLoopResolver()
 
     async def resolve(self, host, port, family=0):
-        return self.policy.allowed_addresses(host, await self.resolver.resolve(host, port, family))
+        addresses = localhost_addresses(host, port, family) or await self.resolver.resolve(host, port, family)
+        return self.policy.allowed_addresses(host, addresses)
 
 
 @attrs.frozen

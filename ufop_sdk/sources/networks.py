@@ -4,6 +4,7 @@ Plain ``ipaddress``, so settings can parse the list without importing the HTTP c
 """
 
 import ipaddress
+import socket
 
 # What is never a legitimate source, so `serve` refuses it unless UFOP_BLOCKED_NETWORKS says otherwise.
 # Private RFC 1918 networks are not here: a platform's own storage may live there.
@@ -77,3 +78,18 @@ def embedded_ipv4(ip):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     teredo = ip.teredo
     return ip.ipv4_mapped or ip.sixtofour or (teredo[1] if teredo else None)
+
+
+def localhost_addresses(host, port, family=socket.AF_UNSPEC):
+    """The loopback (family, sockaddr) pairs of a ``localhost`` name, else None.
+
+    RFC 6761 (6.3) makes ``localhost`` and every name under ``.localhost``
+    the loopback; browsers and curl answer so, glibc's resolver does not
+    (``dev`` serves its second bucket as ``NAME.localhost``). They are then
+    checked like any address: `serve`'s default list blocks the loopback.
+    """
+    name = host.lower().rstrip(".")
+    if name != "localhost" and not name.endswith(".localhost"):
+        return None
+    pairs = [(socket.AF_INET, ("127.0.0.1", port)), (socket.AF_INET6, ("::1", port, 0, 0))]
+    return [pair for pair in pairs if family in (socket.AF_UNSPEC, pair[0])]

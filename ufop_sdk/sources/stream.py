@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 from ..errors import PayloadTooLarge, ProcessingTimeout, SourceError, UfopError
 from .fetch import MAX_REDIRECTS, REDIRECTS, fetch_error, status_error, too_large
+from .networks import localhost_addresses
 
 REQUEST_HEADERS = {"User-Agent": "ufop-sdk", "Accept-Encoding": "gzip"}
 STREAM_READ = 64 << 10  # what one read of a gzip-encoded body takes from the connection
@@ -191,8 +192,10 @@ def guarded_connection(policy, host, port, timeout):
 
     Raises Forbidden when every address is blocked, OSError when none can be reached.
     """
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    allowed = policy.allowed_addresses(host, [(family, address) for family, _, _, _, address in found])
+    addresses = localhost_addresses(host, port) or [
+        (family, address)
+        for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    allowed = policy.allowed_addresses(host, addresses)
     error = None
     for family, address in allowed:
         sock = socket.socket(family, socket.SOCK_STREAM)

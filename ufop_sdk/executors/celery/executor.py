@@ -1,7 +1,7 @@
 """Celery mode, the server's side: send each request as a task, await its answer.
 
-Sending uses the task's ``apply_async`` in a small thread pool, so a slow or
-absent broker never blocks the event loop. Answers come back on this
+Sending pushes Celery's own task message from the event loop, bounded in time
+so a slow or absent broker answers 503 (publish.py). Answers come back on this
 server's own Redis list, drained by one reader (a BLPOP loop on the event
 loop, no polling sleeps), which hands each answer to the request awaiting it.
 The reader is supervised: a bad item is skipped, and a reader that ends is
@@ -10,7 +10,6 @@ the queue.
 """
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 import uuid
@@ -27,6 +26,7 @@ from ..base import Executor, Reply
 from .app import make_celery_app
 from .fleet import HEARTBEAT_SECONDS, HEARTBEAT_TTL, Fleet, read_fleet
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames
+from .publish import TaskPublisher
 from .streams import RedisStream, cancel_stream, stream_reader
 from .task import task_message
 
@@ -37,7 +37,6 @@ DEADLINE_MARGIN = 1.5
 BROKER_SECONDS = 0.8  # answering 503 within a second when the broker is unreachable
 LISTEN_SECONDS = 1
 RECONNECT_DELAY = 0.2
-SENDER_THREADS = 4
 STORE_CHUNK = 1 << 20
 
 
@@ -58,7 +57,7 @@ class CeleryExecutor(Executor):
         # A stream's BLPOPs hold their connections: a pool of their own, not the one sends and checks use.
         self.stream_redis = stream_reader(settings.broker_url, BROKER_SECONDS)
         self.reply_key = self.names.replies(uuid.uuid4().hex)
-        self.sender = concurrent.futures.ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="ufop-send")
+        self.publisher = TaskPublisher(self.celery, self.redis, self.names.queue)
         self.waiting = {}
         self.pending_limit = settings.pending_limit
         self.fleet = Fleet()
@@ -144,7 +143,6 @@ class CeleryExecutor(Executor):
         for future in self.waiting.values():
             if not future.done():
                 future.set_exception(Overloaded("the server is shutting down"))
-        self.sender.shutdown(wait=False, cancel_futures=True)
         await self.redis.aclose()
         await self.listener_redis.aclose()
         await self.stream_redis.aclose()
@@ -182,12 +180,9 @@ class CeleryExecutor(Executor):
         return job.timeout + grace + (self.settings.fetch_timeout if job.url else 0)
 
     async def _send(self, job, message, reply_id, limit):
-        task = self.tasks[job.processor]
-        sending = asyncio.get_running_loop().run_in_executor(
-            self.sender, lambda: task.apply_async(
-                (message,), task_id=reply_id, expires=limit + DEADLINE_MARGIN,
-                soft_time_limit=limit, time_limit=limit + HARD_LIMIT_MARGIN,
-                argsrepr=f"({job.cmd!r})", kwargsrepr="{}"))
+        sending = self.publisher.publish(
+            self.tasks[job.processor].name, (message,), reply_id, expires=limit + DEADLINE_MARGIN,
+            soft_time_limit=limit, time_limit=limit + HARD_LIMIT_MARGIN, argsrepr=f"({job.cmd!r})")
         try:
             await asyncio.wait_for(sending, BROKER_SECONDS)
         except Exception as exc:  # noqa: BLE001 - kombu and redis raise many kinds; all mean 503

@@ -22,8 +22,9 @@ REDIS_TRANSPORT = f"{__name__}:RedisTransport"  # for ``broker_transport``
 
 
 class RedisChannel(kombu_redis.Channel):
-    """kombu's Redis channel, made safe to close while Redis is down (kombu 5.7; on an upgrade,
-    re-check close() and _connparams() against kombu/transport/redis.py, see versions.py).
+    """kombu's Redis channel, made safe to close while Redis is down, and with one client for its
+    commands (kombu 5.7; on an upgrade, re-check close(), _connparams() and _create_client()
+    against kombu/transport/redis.py, see versions.py).
 
     On a lost connection Celery calls ``Connection.collect()``, which closes the
     channels and then detaches the transport (``transport.client = None``), then
@@ -40,6 +41,18 @@ class RedisChannel(kombu_redis.Channel):
             except (Empty, *self.connection.connection_errors):
                 pass
         super().close()
+
+    _client = None
+
+    def _create_client(self, asynchronous=False):
+        # kombu builds a new redis.Redis for every publish and every acknowledgement: about 75 µs
+        # of the server's 380 µs apply_async (measured here, 3000 publishes). One client on the
+        # channel's current pool does the same work.
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        if self._client is None or self._client.connection_pool is not self.pool:
+            self._client = super()._create_client()
+        return self._client
 
     def _connparams(self, asynchronous=False):
         # A detached transport made kombu raise AttributeError here (restoring or acknowledging a

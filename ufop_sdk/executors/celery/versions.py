@@ -1,7 +1,7 @@
 """The Celery and kombu versions Celery mode is tested with, checked before it starts.
 
 transport.py subclasses private parts of kombu and Celery (kombu's Redis
-Channel: ``close``, ``_in_poll``, ``_brpop_read``, ``_connparams``; Celery's
+Channel: ``close``, ``_in_poll``, ``_brpop_read``, ``_connparams``, ``_create_client``; Celery's
 ``AsynPool.timers``, ``_create_timelimit_handlers``, ``_on_soft_timeout``,
 ``_on_hard_timeout``, ``_tref_for_id``, ``_cache`` and ``TaskPool.Pool``). Those change without notice between
 minor releases, so a release outside the series below is refused rather than
@@ -11,12 +11,13 @@ check runs before them.
 
 from importlib.metadata import PackageNotFoundError, version
 
-# Also the pins in setup.py. To widen: re-check transport.py's RedisChannel (close() and
-# _connparams() against kombu/transport/redis.py: the BRPOP-in-flight read on close, the detached
-# transport, ``client = None`` in Connection.collect), QuickPool (AsynPool.timers, maintain_pool; the
-# time-limit timers its leases put off: _on_soft_timeout, _on_hard_timeout, _tref_for_id, hub.call_later)
-# and Prefork (TaskPool.Pool), then run tests/executors/test_celery.py (redelivery and Redis-restart tests
-# above all) and test_celery_streams.py (the leases).
+# Also the pins in setup.py. To widen: re-check transport.py's RedisChannel (close(), _connparams()
+# and _create_client() against kombu/transport/redis.py: the BRPOP-in-flight read on close, the
+# detached transport, ``client = None`` in Connection.collect, the pool a client is built on),
+# QuickPool (AsynPool.timers, maintain_pool; the time-limit timers its leases put off:
+# _on_soft_timeout, _on_hard_timeout, _tref_for_id, hub.call_later) and Prefork (TaskPool.Pool),
+# then run tests/executors/test_celery.py (redelivery and Redis-restart tests above all) and
+# test_celery_streams.py (the leases).
 TESTED_SERIES = {"celery": "5.7", "kombu": "5.7"}
 
 
