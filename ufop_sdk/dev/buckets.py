@@ -136,13 +136,19 @@ class Buckets:
         """The URL ``GET /<key>`` serves `bucket`'s `key` at, on the server `request` came to."""
         host = request.host
         if bucket is not self.for_host(host):
-            port = host.rpartition(":")[2]
-            host = f"{bucket.name}.localhost" + (f":{port}" if port.isdecimal() else "")
+            port = _name_and_port(host)[1]
+            host = f"{bucket.name}.localhost{port}"
         return f"{request.protocol}://{host}/{quote(key)}"
 
     def for_host(self, host):
         """The bucket a ``GET /<key>`` reads: ``NAME.localhost`` names one, any other host the first."""
-        name = host.rpartition(":")[0] if host.rpartition(":")[2].isdecimal() else host
-        if name.endswith(".localhost") and name[: -len(".localhost")] in self.by_name:
-            return self.by_name[name[: -len(".localhost")]]
+        name, _ = _name_and_port(host)
+        if name.endswith(".localhost") and name.removesuffix(".localhost") in self.by_name:
+            return self.by_name[name.removesuffix(".localhost")]
         return next(iter(self.by_name.values()))
+
+
+def _name_and_port(host):
+    """("name", ":port") of a Host header's value; the port "" when it has none."""
+    name, colon, port = host.rpartition(":")
+    return (name, colon + port) if colon and port.isdecimal() else (host, "")
