@@ -51,5 +51,9 @@ class Executor:
         """Figures for /health and /metrics, e.g. ``{"workers": 2, "busy": 1}``."""
         return {}
 
+    def counters(self):
+        """Running totals for /metrics only, by name: ``{"ufop_jobs_sent_ahead": (help, 12)}``."""
+        return {}
+
     async def close(self):
         """Stop taking jobs, let running ones finish, and stop the workers."""

@@ -30,12 +30,13 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 
 
 class Metrics:
-    """Requests by processor and status, seconds by stage, requests in flight, workers."""
+    """Requests by processor and status, seconds by stage, requests in flight, workers, and the
+    executor's own counters."""
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, describe_executor, in_flight):
-        self.describe_executor = describe_executor
+    def __init__(self, executor, in_flight):
+        self.executor = executor
         self.in_flight = in_flight
         self.requests = {}
         # per stage: a count per bucket (the last one is +Inf) and the sum
@@ -72,7 +73,9 @@ class Metrics:
         in_flight = GaugeMetricFamily("ufop_requests_in_flight", "Requests being answered.",
                                       value=self.in_flight())
         workers = GaugeMetricFamily("ufop_workers", "Worker processes, by state.", labels=["state"])
-        figures = self.describe_executor()
+        figures = self.executor.describe()
         workers.add_metric(["running"], figures.get("workers", 0))
         workers.add_metric(["busy"], figures.get("busy", 0))
-        return [requests, seconds, in_flight, workers]
+        counters = [CounterMetricFamily(name, documentation, value=value)
+                    for name, (documentation, value) in self.executor.counters().items()]
+        return [requests, seconds, in_flight, workers, *counters]

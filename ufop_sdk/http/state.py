@@ -43,7 +43,7 @@ class ServerState:
         self.executor = executor
         self.fetcher = fetcher
         self.debug = debug
-        self.metrics = Metrics(executor.describe, lambda: self.in_flight)
+        self.metrics = Metrics(executor, lambda: self.in_flight)
         self.in_flight = 0
         self.stopping = False  # set on SIGTERM: /health says so, and every answer closes its connection
         self.idle = asyncio.Event()

@@ -10,11 +10,14 @@ A streamed answer is a ``reply`` frame with ``"stream": true``, then one
 was cut off). At most WINDOW bytes are unacknowledged: past that the
 worker waits for the server's ``more`` frame, sent as its client takes
 the chunks, so a slow client paces the producer. A ``cancel`` frame (the
-client left) stops it.
+client left) stops it. A job the server sent ahead (pool.py) that arrives
+meanwhile is handed back unrun, in a ``returned`` frame: it would otherwise
+wait for the whole stream, while another worker may be free.
 """
 
 import array
 import logging
+import os
 import socket
 
 from ...app.bodies import FileBody
@@ -29,10 +32,12 @@ class Cancelled(Exception):
     """The server cancelled the stream: its client left."""
 
 
-def send_answer(sock, frames, fds_sock, response, limit):
-    """Send `response` (a Response) to the server; `frames` reads its ``more`` and ``cancel`` frames."""
+def send_answer(sock, frames, fds_sock, response, limit, seconds):
+    """Send `response` (a Response), which took `seconds` to make, to the server; `frames` reads its
+    ``more`` and ``cancel`` frames."""
     body = response.body
     header = protocol.reply_header(response)
+    header["seconds"] = seconds  # the job's own time, without the server's: how light it is (pace.py)
     if isinstance(body, bytes):
         protocol.send(sock, header, body)
     elif isinstance(body, FileBody) and fds_sock is not None:
@@ -61,7 +66,7 @@ def _send_stream(sock, frames, header, body, limit):
             if sent > limit:
                 error = f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)"
                 break
-            credit = _wait_for_credit(frames, credit)
+            credit = _wait_for_credit(sock, frames, credit)
             protocol.send(sock, {"op": "chunk"}, chunk)
             credit -= len(chunk)
     except Cancelled:
@@ -72,9 +77,9 @@ def _send_stream(sock, frames, header, body, limit):
     protocol.send(sock, {"op": "end", "error": error, "bytes": sent})
 
 
-def _wait_for_credit(frames, credit):
+def _wait_for_credit(sock, frames, credit):
     """`credit` plus what ``more`` frames gave; waits while it is spent. Raises Cancelled, and
-    BrokenPipeError when the server is gone.
+    BrokenPipeError when the server is gone. A job sent ahead is returned.
 
     (A ``more`` or ``cancel`` that crosses the ``end`` is read by the worker's loop, which skips it.)
     """
@@ -84,7 +89,12 @@ def _wait_for_credit(frames, credit):
             if credit <= 0:
                 raise BrokenPipeError("the server closed the socket")
             return credit
-        header = frame[0]
+        header, _, fd = frame
         if header["op"] == "cancel":
             raise Cancelled()
+        if header["op"] == "run":
+            if fd is not None:
+                os.close(fd)
+            protocol.send(sock, protocol.RETURNED_HEADER)
+            continue
         credit += header["bytes"]

@@ -3,7 +3,9 @@
 Jobs wait here in one queue, in order, and each goes to the first worker
 that is free (one job per worker, as Celery's prefetch multiplier of 1; an
 async processor's job may also join a worker running fewer than that
-processor's concurrency of its jobs). A
+processor's concurrency of its jobs). When none is free, one may be sent
+ahead to a worker running a light processor's job, to run right after it
+(pace.py). A
 job that waits longer than the queue timeout is answered 503 and never runs.
 The workers themselves are the supervisor's (supervisor.py): it spawns them,
 replaces one that dies, and kills one past its job's timeout, which fails
@@ -21,6 +23,7 @@ from tornado.ioloop import PeriodicCallback
 
 from ...errors import Overloaded, ProcessingTimeout, UfopError
 from ..base import Executor, Reply
+from .pace import Pace
 from .supervisor import Supervisor
 from .worker import AsyncEntry, Entry
 
@@ -38,6 +41,9 @@ class LocalPool(Executor):
         self.configure(settings)
         self.pending = 0
         self.queue = collections.deque()
+        self.pace = Pace()
+        self.sent_ahead = 0
+        self.closing = False
         self._deadlines = None
 
     def configure(self, settings):
@@ -92,7 +98,12 @@ class LocalPool(Executor):
         return {"workers": len(current), "busy": sum(1 for worker in current if worker.busy),
                 "pending": self.pending, "size": self.supervisor.size}
 
+    def counters(self):
+        return {"ufop_jobs_sent_ahead": ("Jobs sent to a busy worker, to run right after its light job.",
+                                         self.sent_ahead)}
+
     async def close(self):
+        self.closing = True
         if self._deadlines is not None:
             self._deadlines.stop()
         self._fail_queue(Overloaded("the server is shutting down"))
@@ -107,10 +118,13 @@ class LocalPool(Executor):
             if entry.future.done():  # its caller gave up waiting
                 self._settle(self.queue.popleft())
                 continue
-            worker = self.supervisor.free_worker(entry.job)
+            job = entry.job
+            worker = (self.supervisor.free_worker(job)
+                      or self.supervisor.worker_to_send_ahead(job, self.pace.is_light))
             if worker is None or not worker.send(entry):
                 return  # none is free; or its socket is full: the next answer dispatches again
             self.queue.popleft()
+            self.sent_ahead += worker.ahead is entry
 
     def answered(self, entry, header, body):
         """`entry`'s worker answered it with a frame (`header`, `body`)."""
@@ -120,7 +134,17 @@ class LocalPool(Executor):
         if entry.future.done() and not isinstance(body, bytes):
             body.close()  # its client left: a file is closed, a stream cancelled
         queued, ran = entry.started - entry.queued, time.monotonic() - entry.started
+        if not entry.is_async:
+            self.pace.record(entry.job.processor, header["seconds"], streamed="stream" in header)
         self._settle(entry, Reply.from_wire(header, body, queued, ran))  # by position: the hot path
+
+    def requeue(self, entry):
+        """`entry` was sent ahead and never ran: it goes first in the queue again (or fails, closing)."""
+        entry.started = None
+        if self.closing:
+            self._settle(entry, error=Overloaded("the server is shutting down"))
+        else:
+            self.queue.appendleft(entry)
 
     def lost(self, entry):
         """`entry` was running when its worker's socket closed (it died, or was killed late)."""

@@ -38,6 +38,7 @@ def job_header(job):
 
 
 HEALTH_HEADER = {"op": "health"}
+RETURNED_HEADER = {"op": "returned"}  # the job sent ahead, handed back unrun
 
 
 def reply_header(response):

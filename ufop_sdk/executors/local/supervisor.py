@@ -23,8 +23,8 @@ RESPAWN_DELAYS = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 
 class Supervisor:
     """The workers of one pool. `scheduler` hears of each event that concerns its jobs:
-    ``answered(entry, header, body)``, ``lost(entry)``, ``no_worker(reason)`` and ``dispatch()``
-    (a worker may be free)."""
+    ``answered(entry, header, body)``, ``lost(entry)``, ``requeue(entry)`` (a job sent ahead came
+    back unrun), ``no_worker(reason)`` and ``dispatch()`` (a worker may be free)."""
 
     def __init__(self, scheduler, settings, debug=False):
         self.scheduler = scheduler
@@ -80,6 +80,13 @@ class Supervisor:
         return next((worker for worker in self.workers
                      if worker.generation == self.generation and worker.can_take(job)), None)
 
+    def worker_to_send_ahead(self, job, is_light):
+        """A current worker that can hold `job` behind the job it runs, whose processor `is_light`
+        (a function of its name), or None."""
+        return next((worker for worker in self.workers
+                     if worker.generation == self.generation and worker.can_hold(job)
+                     and is_light(worker.running.job.processor)), None)
+
     def kill_late(self, now):
         """Kill every worker past its job's deadline at `now` (time.monotonic)."""
         for worker in list(self.workers):
@@ -102,13 +109,17 @@ class Supervisor:
 
     def entry_answered(self, worker, entry, header, body):
         self.scheduler.answered(entry, header, body)
-        if not worker.busy:  # else it streams the answer, or runs more async jobs, and is free at their end
-            self.worker_free(worker)
-        elif entry.is_async:
-            self.scheduler.dispatch()  # one of its async jobs' places is free
+        self.worker_free(worker)
+
+    def entry_returned(self, entry):
+        """A job sent ahead came back unrun (its worker streams an answer)."""
+        self.scheduler.requeue(entry)
+        self.scheduler.dispatch()
 
     def worker_free(self, worker):
-        if worker.generation != self.generation:
+        """`worker` may take a job (it is free, one of its async jobs' places is, or it runs a light
+        job): one of a previous generation retires once it is free."""
+        if worker.generation != self.generation and not worker.busy:
             self._retire(worker)
         self.scheduler.dispatch()
 
@@ -116,6 +127,9 @@ class Supervisor:
         """A worker's socket closed: the job it was `running` fails (and its async jobs); it is replaced."""
         if running is not None:
             self.scheduler.lost(running)
+        ahead = worker.take_ahead()
+        if ahead is not None:  # it never ran: another worker runs it
+            self.scheduler.requeue(ahead)
         for entry in worker.take_async_entries():
             self.scheduler.lost(entry)
         if worker not in self.workers:

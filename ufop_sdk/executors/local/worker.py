@@ -1,8 +1,12 @@
 """The server's side of one local worker process: its socket, its process, and the job it runs.
 
-A worker holds one job at a time: jobs wait in the pool's one queue and go
+A worker runs one job at a time: jobs wait in the pool's one queue and go
 to the first worker that is free, so a short job never waits behind a long
-one in a busy worker's socket. A job's timeout starts when it is sent. An
+one in a busy worker's socket. The one exception is a job sent ahead to a
+worker running a light processor's job (pace.py): it waits there, and its
+timeout starts when that job is answered; if that job streams its answer
+instead, the worker returns it unrun, and it goes back to the head of the
+queue. Otherwise a job's timeout starts when it is sent. An
 async processor's jobs are the exception: a worker runs up to its
 concurrency of them at once (worker_loop.py), each known by an id, and each
 with its own deadline, its timeout and CANCEL_GRACE (the worker answers 504
@@ -88,6 +92,7 @@ class WorkerProcess:
         self.generation = generation
         self.supervisor = supervisor
         self.running = None
+        self.ahead = None  # the Entry sent ahead, to run once `running` is answered (pace.py)
         self.async_entries = {}  # id -> AsyncEntry: one async processor's jobs, running at once
         self._async_ids = itertools.count()
         self.ready = asyncio.get_running_loop().create_future()
@@ -144,6 +149,13 @@ class WorkerProcess:
     def busy(self):
         return self.running is not None or bool(self.async_entries)
 
+    def can_hold(self, job):
+        """Can `job` be sent ahead, to run after the plain job this worker runs? Only a plain job
+        whose input is in memory, and only one."""
+        running = self.running
+        return (not self.lost and running is not None and running.job is not None and self.ahead is None
+                and self.stream is None and job is not None and job.file is None and job.concurrency is None)
+
     def can_take(self, job):
         """Free for `job`? A file's descriptor only goes out when nothing is buffered before it,
         so that it travels with the first byte of its frame. A worker running async jobs takes
@@ -172,6 +184,9 @@ class WorkerProcess:
             header, body = protocol.job_header(job), job.body or b""
         if not self._write_frame(header, body, job):
             return False
+        if self.running is not None:
+            self.ahead = entry
+            return True
         entry.started = time.monotonic()
         self.deadline = entry.started + entry.timeout
         self.running = entry
@@ -257,6 +272,10 @@ class WorkerProcess:
             self.supervisor.worker_free(self)
         elif op == "checking":
             entry.checking = header["processor"]
+        elif op == "returned":  # the job sent ahead, unrun: this worker streams an answer
+            returned = self.take_ahead()
+            if returned is not None:
+                self.supervisor.entry_returned(returned)
         elif "stream" in header:  # a streamed answer: the worker stays busy until its end
             body = self.stream = WorkerStream(self, header["stream"]["length"])
             self.restart_clock()
@@ -275,8 +294,18 @@ class WorkerProcess:
         return FileBody(file, place["length"])
 
     def _free(self):
-        self.running = None
+        """The running job is answered: the job sent ahead, if any, runs from now on."""
+        entry, self.ahead = self.ahead, None
+        self.running = entry
         self.deadline = None
+        if entry is not None:
+            entry.started = time.monotonic()
+            self.deadline = entry.started + entry.timeout
+
+    def take_ahead(self):
+        """The job sent ahead, forgotten here (the worker is gone before it ran), or None."""
+        entry, self.ahead = self.ahead, None
+        return entry
 
     def tell(self, header):
         """Send the worker a frame of the server's own (a stream's ``more`` or ``cancel``)."""

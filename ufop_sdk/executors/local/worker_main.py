@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 
 from ...app.gc_tuning import settle_garbage_collector
@@ -104,12 +105,14 @@ def _job(sock, frames, fds_sock, runner, descendants, job, body, fd):
     token = REQUEST_ID.set(job.request_id)
     try:
         with (os.fdopen(fd, "rb") if fd is not None else io.BytesIO(body)) as buffer:
+            began = time.monotonic()
             outcome = runner.process_job(job, buffer)
+            seconds = time.monotonic() - began
             try:
                 whole = isinstance(outcome.response.body, bytes)
                 if whole:
                     descendants.kill_new()  # before the answer: once it is in, nothing the job started runs
-                send_answer(sock, frames, fds_sock, outcome.response, runner.max_output_bytes)
+                send_answer(sock, frames, fds_sock, outcome.response, runner.max_output_bytes, seconds)
             finally:
                 outcome.close()
                 if not whole:

@@ -1,0 +1,40 @@
+"""One processor whose jobs are light until asked otherwise: the pool sends jobs ahead behind it."""
+
+import os
+import time
+
+from ufop_sdk import Processor
+
+
+class Paced(Processor):
+    """``paced/fast/<label>`` answers at once; ``paced/sleep/<seconds>`` sleeps first;
+    ``paced/stream/<seconds>`` waits 0.3 s, then streams ten chunks over `seconds`."""
+
+    route = r"paced/(?P<kind>fast|sleep|stream)/(?P<value>[^/]+)"
+    timeout = 2
+
+    def process(self, req):
+        kind, value = req.args["kind"], req.args["value"]
+        if kind == "fast":
+            return f"{value} {req.buffer.read().decode()} {os.getpid()}"
+        if kind == "sleep":
+            time.sleep(float(value))
+            return f"slept {value} {os.getpid()}"
+        time.sleep(0.3)  # the server cannot yet tell this answer from a light one
+        return _chunks(float(value) / 10)
+
+
+def _chunks(pause):
+    for number in range(10):
+        time.sleep(pause)
+        yield f"chunk {number}\n".encode()
+
+
+class Slow(Processor):
+    """Never light: the pool sends no job ahead behind it."""
+
+    route = r"slow/(?P<seconds>[0-9.]+)"
+
+    def process(self, req):
+        time.sleep(float(req.args["seconds"]))
+        return f"slept {req.args['seconds']} {os.getpid()}"
