@@ -23,9 +23,9 @@ from tornado.ioloop import PeriodicCallback
 
 from ...errors import Overloaded, ProcessingTimeout, UfopError
 from ..base import Executor, Reply
+from .entries import AsyncEntry, Entry
 from .pace import Pace
 from .supervisor import Supervisor
-from .worker import AsyncEntry, Entry
 
 # Deadlines are checked this often rather than with a timer per request: a
 # processor's timeout is honoured to within this, at no cost per request.

@@ -74,7 +74,7 @@ class Supervisor:
         to a worker already running that processor's jobs, leaving the others free."""
         if job is not None and job.concurrency is not None:
             sharing = next((worker for worker in self.current()
-                            if worker.async_entries and worker.can_take(job)), None)
+                            if worker.async_jobs and worker.can_take(job)), None)
             if sharing is not None:
                 return sharing
         return next((worker for worker in self.workers
@@ -92,7 +92,7 @@ class Supervisor:
         for worker in list(self.workers):
             if worker.deadline is not None and now > worker.deadline and not worker.timed_out:
                 self._kill_late(worker)
-            elif worker.async_entries and not worker.timed_out:
+            elif worker.async_jobs and not worker.timed_out:
                 self._kill_if_async_late(worker, now)
 
     async def close(self):
@@ -130,7 +130,7 @@ class Supervisor:
         ahead = worker.take_ahead()
         if ahead is not None:  # it never ran: another worker runs it
             self.scheduler.requeue(ahead)
-        for entry in worker.take_async_entries():
+        for entry in worker.async_jobs.take_all():
             self.scheduler.lost(entry)
         if worker not in self.workers:
             return
@@ -168,18 +168,18 @@ class Supervisor:
     def _kill_if_async_late(self, worker, now):
         """Kill `worker` if one of its async jobs is past its deadline: a coroutine that does not
         yield, which its worker could not cancel. The others it runs fail with it."""
-        late = worker.late_async_entries(now)
+        late = worker.async_jobs.late(now)
         if not late:
             return
         worker.timed_out = True
-        for entry in worker.async_entries.values():
+        for entry in worker.async_jobs:
             if entry in late:
                 entry.timed_out = True
             else:
                 entry.cut_short_by = late[0].job.processor
         log.warning("worker %s: processor %s ran past its timeout without yielding to its event loop: "
                     "killing it, and %d other requests it runs", worker.pid, late[0].job.processor,
-                    len(worker.async_entries) - len(late))
+                    len(worker.async_jobs) - len(late))
         worker.kill()
 
     def _retire(self, worker):
