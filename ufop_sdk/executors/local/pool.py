@@ -16,7 +16,6 @@ loop, and one periodic sweep checks deadlines.
 """
 
 import asyncio
-import collections
 import time
 
 from tornado.ioloop import PeriodicCallback
@@ -24,6 +23,7 @@ from tornado.ioloop import PeriodicCallback
 from ...errors import Overloaded, ProcessingTimeout, UfopError
 from ..base import Executor, Reply
 from .entries import AsyncEntry, Entry
+from .job_queue import JobQueue
 from .pace import Pace
 from .supervisor import Supervisor
 
@@ -38,9 +38,8 @@ class LocalPool(Executor):
 
     def __init__(self, settings, debug=False):
         self.supervisor = Supervisor(self, settings, debug)
+        self.jobs = JobQueue()
         self.configure(settings)
-        self.pending = 0
-        self.queue = collections.deque()
         self.pace = Pace()
         self.sent_ahead = 0
         self.closing = False
@@ -48,8 +47,7 @@ class LocalPool(Executor):
 
     def configure(self, settings):
         """Take the queue's limits from `settings` (the supervisor takes the rest)."""
-        self.pending_limit = settings.pending_limit
-        self.queue_timeout = settings.queue_timeout
+        self.jobs.configure(settings)
 
     async def start(self):
         # A periodic callback outlives an exception in one sweep (a call_later chain would end).
@@ -64,20 +62,17 @@ class LocalPool(Executor):
 
     def admit(self):
         """Count a request as pending before its input is fetched; see Executor.admit."""
-        self._check_room()
-        self.pending += 1
-        return Admission(self)
+        self._check_workers()
+        return self.jobs.admit()
 
     def submit(self, job, admission=None):
         """Queue `job`: a Future of its Reply (no task runs per job)."""
         if admission is None:
-            self._check_room()
-            self.pending += 1
-        else:
-            admission.handed_over()
+            admission = self.admit()
+        admission.handed_over()
         kind = Entry if job.concurrency is None else AsyncEntry
         entry = kind(job, job.timeout, asyncio.get_running_loop().create_future())
-        self.queue.append(entry)
+        self.jobs.waiting.append(entry)
         self.dispatch()
         return entry.future
 
@@ -96,7 +91,7 @@ class LocalPool(Executor):
     def describe(self):
         current = self.supervisor.current()
         return {"workers": len(current), "busy": sum(1 for worker in current if worker.busy),
-                "pending": self.pending, "size": self.supervisor.size}
+                "pending": self.jobs.pending, "size": self.supervisor.size}
 
     def counters(self):
         return {"ufop_jobs_sent_ahead": ("Jobs sent to a busy worker, to run right after its light job.",
@@ -106,102 +101,72 @@ class LocalPool(Executor):
         self.closing = True
         if self._deadlines is not None:
             self._deadlines.stop()
-        self._fail_queue(Overloaded("the server is shutting down"))
+        self.jobs.fail_all(Overloaded("the server is shutting down"))
         await self.supervisor.close()
 
     # Called by the supervisor
 
     def dispatch(self):
         """Send queued jobs, oldest first, each to a current worker that is free."""
-        while self.queue:
-            entry = self.queue[0]
+        waiting = self.jobs.waiting
+        while waiting:
+            entry = waiting[0]
             if entry.future.done():  # its caller gave up waiting
-                self._settle(self.queue.popleft())
+                self.jobs.settle(waiting.popleft())
                 continue
             job = entry.job
             worker = (self.supervisor.free_worker(job)
                       or self.supervisor.worker_to_send_ahead(job, self.pace.is_light))
             if worker is None or not worker.send(entry):
                 return  # none is free; or its socket is full: the next answer dispatches again
-            self.queue.popleft()
+            waiting.popleft()
             self.sent_ahead += worker.ahead is entry
 
     def answered(self, entry, header, body):
         """`entry`'s worker answered it with a frame (`header`, `body`)."""
         if entry.job is None:  # a health check
-            self._settle(entry, header)
+            self.jobs.settle(entry, header)
             return
         if entry.future.done() and not isinstance(body, bytes):
             body.close()  # its client left: a file is closed, a stream cancelled
         queued, ran = entry.started - entry.queued, time.monotonic() - entry.started
         if not entry.is_async:
             self.pace.record(entry.job.processor, header["seconds"], streamed="stream" in header)
-        self._settle(entry, Reply.from_wire(header, body, queued, ran))  # by position: the hot path
+        self.jobs.settle(entry, Reply.from_wire(header, body, queued, ran))  # by position: the hot path
 
     def requeue(self, entry):
         """`entry` was sent ahead and never ran: it goes first in the queue again (or fails, closing)."""
         entry.started = None
         if self.closing:
-            self._settle(entry, error=Overloaded("the server is shutting down"))
+            self.jobs.settle(entry, error=Overloaded("the server is shutting down"))
         else:
-            self.queue.appendleft(entry)
+            self.jobs.waiting.appendleft(entry)
 
     def lost(self, entry):
         """`entry` was running when its worker's socket closed (it died, or was killed late)."""
         job = entry.job
         if job is None:
-            self._settle(entry, {"problems": _health_check_lost(entry)})
+            self.jobs.settle(entry, {"problems": _health_check_lost(entry)})
         elif entry.timed_out:
-            self._settle(entry, error=ProcessingTimeout(
+            self.jobs.settle(entry, error=ProcessingTimeout(
                 f"processor {job.processor!r} ran past its timeout of {job.timeout:g}s"))
         elif entry.is_async and entry.cut_short_by is not None:
-            self._settle(entry, error=UfopError(
+            self.jobs.settle(entry, error=UfopError(
                 f"the worker running processor {job.processor!r} was killed: another of its requests "
                 "ran past its timeout without yielding to the event loop"))
         else:
-            self._settle(entry, error=UfopError(f"the worker running processor {job.processor!r} died"))
+            self.jobs.settle(entry, error=UfopError(f"the worker running processor {job.processor!r} died"))
 
     def no_worker(self, reason):
         """No current worker runs, and one could not start for `reason`: the queue cannot move."""
-        self._fail_queue(Overloaded(f"no worker is available: {reason}"))
+        self.jobs.fail_all(Overloaded(f"no worker is available: {reason}"))
 
     # Inside the scheduler
 
-    def _check_room(self):
-        """Raise Overloaded when another request cannot be admitted."""
-        if self.pending >= self.pending_limit:
-            self._drop_abandoned()
-        if self.pending >= self.pending_limit:
-            raise Overloaded(f"too many requests in progress ({self.pending_limit}); retry shortly")
+    def _check_workers(self):
+        """Raise Overloaded while no worker runs because none can start."""
         if not self.supervisor.current() and self.supervisor.broken:
             raise Overloaded(f"no worker is available: {self.supervisor.broken}")
-
-    def _drop_abandoned(self):
-        """Let go of queued jobs whose callers gave up (a client that hung up), so they stop
-        counting as pending at once rather than when the queue next moves."""
-        if any(entry.future.done() for entry in self.queue):
-            waiting = collections.deque()
-            for entry in self.queue:
-                if entry.future.done():
-                    self._settle(entry)
-                else:
-                    waiting.append(entry)
-            self.queue = waiting
-
-    def _fail_queue(self, error):
-        while self.queue:
-            self._settle(self.queue.popleft(), error=error)
-
-    def _settle(self, entry, result=None, error=None):
-        """The one place an entry ends: it stops counting as pending, and its Future is set."""
-        if entry.job is not None:
-            self.pending -= 1
-        if entry.future.done():
-            return
-        if error is None:
-            entry.future.set_result(result)
-        else:
-            entry.future.set_exception(error)
 
     async def _processor_health(self, worker):
         entry = Entry(None, HEALTH_TIMEOUT, asyncio.get_running_loop().create_future())
@@ -212,28 +177,7 @@ class LocalPool(Executor):
     def _check_deadlines(self):
         now = time.monotonic()
         self.supervisor.kill_late(now)
-        self._drop_abandoned()
-        while self.queue and now - self.queue[0].queued > self.queue_timeout:
-            self._settle(self.queue.popleft(), error=Overloaded(
-                f"no worker was free for {self.queue_timeout:g}s; retry shortly"))
-
-
-class Admission:
-    """A request counted as pending while its input is fetched (see Executor.admit)."""
-
-    __slots__ = ("pool",)
-
-    def __init__(self, pool):
-        self.pool = pool
-
-    def handed_over(self):
-        """Its job is submitted: the job's own end releases the place."""
-        self.pool = None
-
-    def release(self):
-        if self.pool is not None:
-            self.pool.pending -= 1
-            self.pool = None
+        self.jobs.expire(now)
 
 
 def _health_check_lost(entry):

@@ -3,7 +3,7 @@
 It starts `size` workers of the current generation, replaces one that dies
 (with a back-off while they keep failing to start), retires the previous
 generation's after a reload, and kills a worker past its job's deadline
-(SIGKILL, with its process group and descendants). Jobs are the
+(deadlines.py). Jobs are the
 scheduler's (pool.py): the supervisor tells it what becomes of them.
 """
 
@@ -13,6 +13,7 @@ import shutil
 import sys
 
 from ...app.workdir import folder_of
+from .deadlines import kill_late
 from .worker import WorkerLost, WorkerProcess
 
 log = logging.getLogger("ufop_sdk.pool")
@@ -88,12 +89,8 @@ class Supervisor:
                      and is_light(worker.running.job.processor)), None)
 
     def kill_late(self, now):
-        """Kill every worker past its job's deadline at `now` (time.monotonic)."""
-        for worker in list(self.workers):
-            if worker.deadline is not None and now > worker.deadline and not worker.timed_out:
-                self._kill_late(worker)
-            elif worker.async_jobs and not worker.timed_out:
-                self._kill_if_async_late(worker, now)
+        """Kill every worker past its job's deadline at `now` (time.monotonic): deadlines.py."""
+        kill_late(list(self.workers), now)
 
     async def close(self):
         """Stop every worker: idle ones at once, busy ones killed (past the grace period)."""
@@ -152,35 +149,6 @@ class Supervisor:
             self._background(asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True))
 
     # Inside the supervisor
-
-    def _kill_late(self, worker):
-        worker.timed_out = True
-        entry = worker.running
-        if entry is not None:
-            entry.timed_out = True
-        if entry is not None and entry.job is None:
-            log.warning("worker %s: health() of processor %s ran past %gs: killing it", worker.pid,
-                        entry.checking, entry.timeout)
-        else:
-            log.warning("worker %s ran past its job's timeout: killing it", worker.pid)
-        worker.kill()
-
-    def _kill_if_async_late(self, worker, now):
-        """Kill `worker` if one of its async jobs is past its deadline: a coroutine that does not
-        yield, which its worker could not cancel. The others it runs fail with it."""
-        late = worker.async_jobs.late(now)
-        if not late:
-            return
-        worker.timed_out = True
-        for entry in worker.async_jobs:
-            if entry in late:
-                entry.timed_out = True
-            else:
-                entry.cut_short_by = late[0].job.processor
-        log.warning("worker %s: processor %s ran past its timeout without yielding to its event loop: "
-                    "killing it, and %d other requests it runs", worker.pid, late[0].job.processor,
-                    len(worker.async_jobs) - len(late))
-        worker.kill()
 
     def _retire(self, worker):
         self.workers.discard(worker)
