@@ -142,7 +142,7 @@ def test_a_reply_reader_that_ends_is_reported_and_started_again(executor):
         try:
             await asyncio.sleep(0.3)
             assert "replies" not in await executor.health()
-            executor._listener.cancel()
+            executor.replies.task.cancel()
             await asyncio.sleep(0)
             assert "stopped" in (await executor.health())["replies"]
             await asyncio.sleep(1)

@@ -2,11 +2,8 @@
 
 Sending pushes Celery's own task message from the event loop, bounded in time
 so a slow or absent broker answers 503 (publish.py). Answers come back on this
-server's own Redis list, drained by one reader (a BLPOP loop on the event
-loop, no polling sleeps), which hands each answer to the request awaiting it.
-The reader is supervised: a bad item is skipped, and a reader that ends is
-started again. Workers' heartbeats (celery_fleet) say whether any consumes
-the queue.
+server's own Redis list, drained by one reader (replies.py). Workers'
+heartbeats (fleet.py) say whether any consumes the queue.
 """
 
 import asyncio
@@ -14,9 +11,7 @@ import logging
 import time
 import uuid
 
-import msgpack
 import redis.asyncio
-from msgpack import UnpackException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -27,7 +22,8 @@ from .app import make_celery_app
 from .fleet import HEARTBEAT_SECONDS, HEARTBEAT_TTL, Fleet, read_fleet
 from .names import HARD_LIMIT_MARGIN, KEY_TTL, RedisNames
 from .publish import TaskPublisher
-from .streams import RedisStream, cancel_stream, stream_reader
+from .replies import LISTEN_SECONDS, ReplyReader
+from .streams import RedisStream, stream_reader
 from .task import task_message
 
 log = logging.getLogger("ufop_sdk.celery")
@@ -35,8 +31,6 @@ log = logging.getLogger("ufop_sdk.celery")
 # The HTTP deadline is the processor's timeout plus this, for queueing and transport.
 DEADLINE_MARGIN = 1.5
 BROKER_SECONDS = 0.8  # answering 503 within a second when the broker is unreachable
-LISTEN_SECONDS = 1
-RECONNECT_DELAY = 0.2
 STORE_CHUNK = 1 << 20
 
 
@@ -52,21 +46,21 @@ class CeleryExecutor(Executor):
         self.tasks = {route.name: self.celery.tasks[self.names.task(route)] for route in app.routes}
         self.redis = redis.asyncio.Redis.from_url(settings.broker_url, socket_connect_timeout=BROKER_SECONDS,
                                                   socket_timeout=BROKER_SECONDS)
-        self.listener_redis = redis.asyncio.Redis.from_url(
+        listener_redis = redis.asyncio.Redis.from_url(
             settings.broker_url, socket_connect_timeout=BROKER_SECONDS, socket_timeout=LISTEN_SECONDS + 2)
         # A stream's BLPOPs hold their connections: a pool of their own, not the one sends and checks use.
         self.stream_redis = stream_reader(settings.broker_url, BROKER_SECONDS)
         self.reply_key = self.names.replies(uuid.uuid4().hex)
+        self.replies = ReplyReader(self.reply_key, listener_redis, self.redis, self.stream_redis,
+                                   self._broker_down)
+        self.waiting = self.replies.waiting
         self.publisher = TaskPublisher(self.celery, self.redis, self.names.queue)
-        self.waiting = {}
         self.pending_limit = settings.pending_limit
         self.fleet = Fleet()
-        self.listener_problem = None
-        self._listener = self._watcher = None
-        self._closing = False
+        self._watcher = None
 
     async def start(self):
-        self._start_listener()
+        self.replies.start()
         self._watcher = asyncio.ensure_future(self._watch_workers())
 
     async def submit(self, job, admission=None):  # workers fetch sources: nothing is admitted early
@@ -83,7 +77,7 @@ class CeleryExecutor(Executor):
             try:
                 reply = await asyncio.wait_for(future, limit + DEADLINE_MARGIN)
             except asyncio.CancelledError:  # its client left, maybe just as the answer came
-                self._drop(future)
+                self.replies.drop(future)
                 raise
             except asyncio.TimeoutError:
                 # Nothing is revoked: the task's hard time limit ends it if it runs on, and its
@@ -109,8 +103,8 @@ class CeleryExecutor(Executor):
         problems = await self._broker_health()
         if problems:
             return problems
-        if self.listener_problem:
-            problems["replies"] = f"the reader of this server's answers is down: {self.listener_problem}"
+        if self.replies.problem:
+            problems["replies"] = f"the reader of this server's answers is down: {self.replies.problem}"
         if not self.fleet.nodes:
             problems["workers"] = (f"no worker consumes the queue {self.names.queue!r}: none has sent a "
                                    f"heartbeat in the last {HEARTBEAT_TTL}s (start `ufop-sdk worker` with "
@@ -136,15 +130,14 @@ class CeleryExecutor(Executor):
                 "worker_nodes": self.fleet.nodes, "pending": len(self.waiting)}
 
     async def close(self):
-        self._closing = True
-        for task in (self._listener, self._watcher):
-            if task is not None:
-                task.cancel()
+        self.replies.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
         for future in self.waiting.values():
             if not future.done():
                 future.set_exception(Overloaded("the server is shutting down"))
         await self.redis.aclose()
-        await self.listener_redis.aclose()
+        await self.replies.listener_redis.aclose()
         await self.stream_redis.aclose()
 
     async def _message(self, job, reply_id):
@@ -193,61 +186,6 @@ class CeleryExecutor(Executor):
         if data is None:
             raise UfopError("the answer expired before the server took it")
         return data
-
-    def _start_listener(self):
-        if not self._closing:
-            self.listener_problem = None
-            self._listener = asyncio.ensure_future(self._listen())
-            self._listener.add_done_callback(self._listener_ended)
-
-    def _listener_ended(self, listener):
-        """Start the reader again, a moment later, however it ended (unless the server closes)."""
-        if self._closing:
-            return
-        reason = "cancelled" if listener.cancelled() else repr(listener.exception())
-        self.listener_problem = f"it stopped ({reason}); restarting it"
-        log.error("the reader of this server's answers stopped (%s); restarting it", reason)
-        asyncio.get_running_loop().call_later(RECONNECT_DELAY, self._start_listener)
-
-    async def _listen(self):
-        """The one reader of this server's reply list."""
-        while True:
-            try:
-                item = await self.listener_redis.blpop([self.reply_key], timeout=LISTEN_SECONDS)
-            except (RedisError, OSError) as exc:
-                self.listener_problem = self._broker_down(exc).message
-                await asyncio.sleep(RECONNECT_DELAY)
-                continue
-            self.listener_problem = None
-            if item is not None:
-                self._deliver(item[1])
-
-    def _deliver(self, packed):
-        """Hand an answer to the request awaiting it; an item no worker wrote is logged and skipped."""
-        try:
-            reply = msgpack.unpackb(packed, raw=False)
-            reply_id = reply["id"]
-        except (UnpackException, ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.error("skipped a malformed item in this server's reply list (%d bytes, %r...): %s",
-                      len(packed), packed[:32], exc)
-            return
-        future = self.waiting.get(reply_id)
-        if future is not None and not future.done():
-            future.set_result(reply)
-        else:  # nobody waits any more (timed out)
-            self._drop_answer(reply)
-
-    def _drop(self, future):
-        """The answer `future` holds, if it came, will not be sent."""
-        if future.done() and not future.cancelled() and future.exception() is None:
-            self._drop_answer(future.result())
-
-    def _drop_answer(self, reply):
-        """Drop an answer nobody will send now: its claim-check key goes, its stream's worker stops."""
-        if reply.get("body_key"):
-            asyncio.ensure_future(self.redis.delete(reply["body_key"]))
-        elif "stream" in reply:
-            asyncio.ensure_future(cancel_stream(self.stream_redis, reply["stream"]))
 
     async def _watch_workers(self):
         """Keep `fleet` current from the workers' heartbeats; the broker check reports a failure."""
