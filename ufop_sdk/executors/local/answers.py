@@ -10,12 +10,15 @@ A streamed answer is a ``reply`` frame with ``"stream": true``, then one
 was cut off). At most WINDOW bytes are unacknowledged: past that the
 worker waits for the server's ``more`` frame, sent as its client takes
 the chunks, so a slow client paces the producer. A ``cancel`` frame (the
-client left) stops it. A job the server sent ahead (pool.py) that arrives
+client left) stops it. Both name the stream's number: one meant for an
+earlier stream, which crossed its ``end``, is skipped, even when it arrives
+behind the frame of a job sent ahead that streams in turn. A job the server sent ahead (pool.py) that arrives
 meanwhile is handed back unrun, in a ``returned`` frame: it would otherwise
 wait for the whole stream, while another worker may be free.
 """
 
 import array
+import itertools
 import logging
 import os
 import socket
@@ -26,6 +29,7 @@ from . import protocol
 log = logging.getLogger("ufop_sdk.worker")
 
 WINDOW = 4 << 20
+_stream_numbers = itertools.count()  # this worker's streamed answers
 
 
 class Cancelled(Exception):
@@ -55,7 +59,8 @@ def send_file(sock, fds_sock, header, body):
 
 
 def _send_stream(sock, frames, header, body, limit):
-    header["stream"] = {"length": getattr(body, "length", None)}
+    number = next(_stream_numbers)
+    header["stream"] = {"length": getattr(body, "length", None), "number": number}
     protocol.send(sock, header)
     credit = WINDOW
     sent = 0
@@ -66,7 +71,7 @@ def _send_stream(sock, frames, header, body, limit):
             if sent > limit:
                 error = f"the answer grew past the limit of {limit} bytes (UFOP_MAX_OUTPUT_BYTES)"
                 break
-            credit = _wait_for_credit(sock, frames, credit)
+            credit = _wait_for_credit(sock, frames, credit, number)
             protocol.send(sock, {"op": "chunk"}, chunk)
             credit -= len(chunk)
     except Cancelled:
@@ -77,9 +82,9 @@ def _send_stream(sock, frames, header, body, limit):
     protocol.send(sock, {"op": "end", "error": error, "bytes": sent})
 
 
-def _wait_for_credit(sock, frames, credit):
-    """`credit` plus what ``more`` frames gave; waits while it is spent. Raises Cancelled, and
-    BrokenPipeError when the server is gone. A job sent ahead is returned.
+def _wait_for_credit(sock, frames, credit, number):
+    """`credit` plus what stream `number`'s ``more`` frames gave; waits while it is spent. Raises
+    Cancelled, and BrokenPipeError when the server is gone. A job sent ahead is returned.
 
     (A ``more`` or ``cancel`` that crosses the ``end`` is read by the worker's loop, which skips it.)
     """
@@ -90,11 +95,13 @@ def _wait_for_credit(sock, frames, credit):
                 raise BrokenPipeError("the server closed the socket")
             return credit
         header, _, fd = frame
-        if header["op"] == "cancel":
-            raise Cancelled()
         if header["op"] == "run":
             if fd is not None:
                 os.close(fd)
             protocol.send(sock, protocol.RETURNED_HEADER)
-            continue
-        credit += header["bytes"]
+        elif header.get("stream") != number:
+            continue  # meant for an earlier stream
+        elif header["op"] == "cancel":
+            raise Cancelled()
+        else:
+            credit += header["bytes"]

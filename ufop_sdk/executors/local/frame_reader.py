@@ -1,6 +1,7 @@
 """The server's reader of one worker's frames (the framing is protocol.py's)."""
 
 import asyncio
+import socket
 
 from . import protocol
 
@@ -45,6 +46,17 @@ class FrameReader(asyncio.BufferedProtocol):
             self.filled -= start
         if self.filled == 0 and len(self.buffer) > SHRINK_ABOVE:
             self.buffer = bytearray(INITIAL_BUFFER)
+
+    def read_left(self, sock):
+        """Take in what `sock` (the transport's own socket) holds now, without waiting."""
+        while True:
+            try:
+                count = sock.recv_into(self.get_buffer(-1), 0, socket.MSG_DONTWAIT)
+            except OSError:  # nothing more now (BlockingIOError), or the socket is gone
+                return
+            if not count:
+                return
+            self.buffer_updated(count)
 
     def _grow(self, size, start=0):
         # A new buffer rather than a resize: the loop may still hold a view of the old one.

@@ -32,8 +32,7 @@ class JobQueue:
             raise Overloaded(f"too many requests in progress ({self.pending_limit}); retry shortly")
 
     def admit(self):
-        """Count a request as pending before its input is fetched: its Admission."""
-        self.check_room()
+        """Count a request as pending (once `check_room` let it in): its Admission."""
         self.pending += 1
         return Admission(self)
 

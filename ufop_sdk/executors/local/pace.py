@@ -9,9 +9,11 @@ without sending ahead, 190/194/166 µs with; requests/s 6,858/7,203/6,002
 against 7,966/7,874/9,495. Thumbnails (6 ms each) gained nothing measurable.
 
 So a worker may hold one job besides the one it runs, and only behind a
-light processor: one whose last LIGHT_STREAK answers each took under
-LIGHT_SECONDS in its worker. A job sent ahead then waits about that long,
-as it would have in the queue. One slow answer, or a streamed one (which
+job of a light processor (one whose last LIGHT_STREAK answers each took
+under LIGHT_SECONDS in its worker) that has run for less than
+RUNNING_AT_MOST so far. A job sent ahead then waits about that long, as it would have in
+the queue; should the job before it hang all the same, it waits until that
+job is killed at its timeout, then runs on the replacement worker. One slow answer, or a streamed one (which
 holds its worker until its end), and the processor is not light until it
 has answered quickly LIGHT_STREAK times again; one never seen to answer is
 not light either.
@@ -19,6 +21,9 @@ not light either.
 
 LIGHT_SECONDS = 0.002  # past this, the sleep and wake it saves (about 0.1 ms) are under 5% of a job
 LIGHT_STREAK = 32
+# Ten light jobs' time: a job running longer is not behaving as its processor does, and under load
+# the server's own delay in reading answers counts in it too.
+RUNNING_AT_MOST = 10 * LIGHT_SECONDS
 
 
 class Pace:

@@ -62,6 +62,7 @@ class LocalPool(Executor):
 
     def admit(self):
         """Count a request as pending before its input is fetched; see Executor.admit."""
+        self.jobs.check_room()
         self._check_workers()
         return self.jobs.admit()
 

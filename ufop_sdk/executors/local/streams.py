@@ -17,11 +17,13 @@ QUANTUM = WINDOW // 4
 
 
 class WorkerStream:
-    """Chunks of one streamed answer from `worker`, in order; `length` when the worker knows it (a file)."""
+    """Chunks of one streamed answer from `worker`, in order; `length` when the worker knows it (a file).
+    `number` is the worker's for this stream, on every frame sent back about it."""
 
-    def __init__(self, worker, length=None):
+    def __init__(self, worker, length=None, number=None):
         self.worker = worker
         self.length = length
+        self.number = number
         self.chunks = collections.deque()
         self.waiter = None
         self.ended = False
@@ -66,7 +68,7 @@ class WorkerStream:
         self.outstanding -= nbytes
         self.untold += nbytes
         if self.untold >= QUANTUM and not self.ended:
-            self.worker.tell({"op": "more", "bytes": self.untold})
+            self.worker.tell({"op": "more", "bytes": self.untold, "stream": self.number})
             self.worker.restart_clock()
             self.untold = 0
 
@@ -74,7 +76,7 @@ class WorkerStream:
         """The writer is done with it: if the worker still produces, its client left: cancel it."""
         self.chunks.clear()
         if not self.ended:
-            self.worker.tell({"op": "cancel"})
+            self.worker.tell({"op": "cancel", "stream": self.number})
 
     def _wake(self):
         if self.waiter is not None and not self.waiter.done():

@@ -22,6 +22,7 @@ from ...app.bodies import FileBody
 from . import protocol
 from .async_jobs import AsyncJobs
 from .frame_reader import FrameReader
+from .pace import RUNNING_AT_MOST
 from .spawning import ExitWatch, kill_tree, spawn
 from .streams import WorkerStream
 
@@ -55,6 +56,7 @@ class WorkerProcess:
         self.lost = False
         self.setup_failures = {}
         self.transport = None
+        self.reader = None  # its FrameReader
         self.fds_socket = None  # where the worker sends file answers' descriptors
         self.stream = None  # the WorkerStream of the answer it is streaming
 
@@ -64,7 +66,7 @@ class WorkerProcess:
         worker = cls(process, sock, generation, supervisor)
         worker.fds_socket = fds_socket
         ExitWatch(process.pid, worker._exited)
-        worker.transport, _ = await asyncio.get_running_loop().create_unix_connection(
+        worker.transport, worker.reader = await asyncio.get_running_loop().create_unix_connection(
             lambda: FrameReader(worker), sock=sock)
         return worker
 
@@ -78,10 +80,12 @@ class WorkerProcess:
 
     def can_hold(self, job):
         """Can `job` be sent ahead, to run after the plain job this worker runs? Only a plain job
-        whose input is in memory, and only one."""
+        whose input is in memory, only one, and only behind a job that has run for less than
+        RUNNING_AT_MOST so far (one that hangs would hold it until its timeout)."""
         running = self.running
-        return (not self.lost and running is not None and running.job is not None and self.ahead is None
-                and self.stream is None and job is not None and job.file is None and job.concurrency is None)
+        return (not self.lost and not self.timed_out and running is not None and running.job is not None
+                and self.ahead is None and self.stream is None and job is not None and job.file is None
+                and job.concurrency is None and time.monotonic() - running.started < RUNNING_AT_MOST)
 
     def can_take(self, job):
         """Free for `job`? A file's descriptor only goes out when nothing is buffered before it,
@@ -185,7 +189,8 @@ class WorkerProcess:
             if returned is not None:
                 self.supervisor.entry_returned(returned)
         elif "stream" in header:  # a streamed answer: the worker stays busy until its end
-            body = self.stream = WorkerStream(self, header["stream"]["length"])
+            stream = header["stream"]
+            body = self.stream = WorkerStream(self, stream["length"], stream["number"])
             self.restart_clock()
             self.supervisor.entry_answered(self, entry, header, body)
         else:
@@ -252,6 +257,10 @@ class WorkerProcess:
         self.kill()  # what it left in its group
         code = self.process.poll()
         if self.transport is not None and not self.transport.is_closing():
+            # What it wrote before it died is read first: the answer of a job it finished, before a job
+            # sent ahead crashed it, must not be taken for that job dying.
+            self.lost = True
+            self.reader.read_left(self.socket)
             self.transport.abort()  # a child it forked may hold its socket: do not wait for end-of-file
         if not self.gone.done():
             self.gone.set_result(code)
