@@ -29,22 +29,6 @@ def warm_up(server, processor_cmd="t/paced/fast/warm", times=LIGHT_STREAK):
     return [server.post(processor_cmd, b"x", timeout=10) for _ in range(times)]
 
 
-def post_later(server, delay, cmd, timeout=30):
-    """POST `cmd` after `delay` seconds, in a thread: a dict that gets the answer and its seconds."""
-    result = {}
-
-    def post():
-        time.sleep(delay)
-        began = time.monotonic()
-        result["answer"] = server.post(cmd, b"-", timeout=timeout)
-        result["seconds"] = time.monotonic() - began
-
-    thread = threading.Thread(target=post)
-    thread.start()
-    result["thread"] = thread
-    return result
-
-
 def post_together(server, *cmds, timeout=30):
     """POST each of `cmds` at once, in this order, each on a connection of its own: a dict per cmd that
     gets its answer and seconds. The requests go out within a few ms of each other: a job sent
@@ -89,10 +73,7 @@ def test_light_jobs_under_load_are_sent_ahead_and_each_gets_its_own_answer():
 def test_no_job_is_sent_ahead_behind_a_processor_whose_jobs_take_longer():
     with Server(SEND_AHEAD, "--host", "127.0.0.1", workers=1) as server:
         warm_up(server, f"t/slow/{LIGHT_SECONDS * 2.5}")  # just past the limit, as many times as it takes
-        slow = post_later(server, 0, "t/slow/1")
-        fast = post_later(server, 0.3, "t/paced/fast/queued")
-        for request in (slow, fast):
-            request["thread"].join(30)
+        slow, fast = post_together(server, "t/slow/1", "t/paced/fast/queued")
         assert slow["answer"][0] == fast["answer"][0] == 200
         assert sent_ahead(server) == 0
 
@@ -101,10 +82,7 @@ def test_one_slow_answer_and_a_processor_is_no_longer_light():
     with Server(SEND_AHEAD, "--host", "127.0.0.1", workers=1) as server:
         warm_up(server)
         assert server.post("t/paced/sleep/0.1", b"-")[0] == 200
-        sleeping = post_later(server, 0, "t/paced/sleep/1")
-        fast = post_later(server, 0.3, "t/paced/fast/queued")
-        for request in (sleeping, fast):
-            request["thread"].join(30)
+        sleeping, fast = post_together(server, "t/paced/sleep/1", "t/paced/fast/queued")
         assert sleeping["answer"][0] == fast["answer"][0] == 200
         assert sent_ahead(server) == 0
 
@@ -126,7 +104,6 @@ def test_a_job_sent_ahead_behind_one_past_its_timeout_runs_on_the_replacement_wo
 def test_a_job_sent_ahead_behind_a_stream_is_handed_back_and_run_by_the_next_free_worker():
     with Server(SEND_AHEAD, "--host", "127.0.0.1", workers=2) as server:
         warm_up(server)
-        warm_up(server, "t/slow/0.05", times=3)
         # one worker runs `slow`, behind which nothing goes ahead; the other the stream's job (0.3 s,
         # then ten chunks over 6 s), behind which the fast one is sent ahead
         slow, streaming, fast = post_together(server, "t/slow/1", "t/paced/stream/6", "t/paced/fast/returned")

@@ -10,11 +10,12 @@ A streamed answer is a ``reply`` frame with ``"stream": true``, then one
 was cut off). At most WINDOW bytes are unacknowledged: past that the
 worker waits for the server's ``more`` frame, sent as its client takes
 the chunks, so a slow client paces the producer. A ``cancel`` frame (the
-client left) stops it. Both name the stream's number: one meant for an
-earlier stream, which crossed its ``end``, is skipped, even when it arrives
-behind the frame of a job sent ahead that streams in turn. A job the server sent ahead (pool.py) that arrives
-meanwhile is handed back unrun, in a ``returned`` frame: it would otherwise
-wait for the whole stream, while another worker may be free.
+client left) stops it. Both name the stream's number, so one meant for an
+earlier stream (it crossed that stream's ``end``) is skipped, even behind
+the frame of a job sent ahead that streams in turn. A job the server sent
+ahead (pool.py) that arrives during a stream is handed back unrun, in a
+``returned`` frame: it would otherwise wait for the whole stream, while
+another worker may be free.
 """
 
 import array

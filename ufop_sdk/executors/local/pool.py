@@ -42,7 +42,6 @@ class LocalPool(Executor):
         self.configure(settings)
         self.pace = Pace()
         self.sent_ahead = 0
-        self.closing = False
         self._deadlines = None
 
     def configure(self, settings):
@@ -99,7 +98,6 @@ class LocalPool(Executor):
                                          self.sent_ahead)}
 
     async def close(self):
-        self.closing = True
         if self._deadlines is not None:
             self._deadlines.stop()
         self.jobs.fail_all(Overloaded("the server is shutting down"))
@@ -138,7 +136,7 @@ class LocalPool(Executor):
     def requeue(self, entry):
         """`entry` was sent ahead and never ran: it goes first in the queue again (or fails, closing)."""
         entry.started = None
-        if self.closing:
+        if self.supervisor.closing:  # its worker was killed because the server stops
             self.jobs.settle(entry, error=Overloaded("the server is shutting down"))
         else:
             self.jobs.waiting.appendleft(entry)
