@@ -6,6 +6,7 @@ the write to the first answer carrying the new code.
 """
 
 import json
+import os
 import time
 from textwrap import dedent
 
@@ -73,9 +74,13 @@ FAILING = """
 
 
 def save(path, text):
-    """Write `text` (dedented) to `path`; returns the ``time.monotonic()`` taken just before."""
+    """Write `text` (dedented) to `path` whole, as an editor's save does (a file beside it, renamed
+    over it): a worker starting for the last reload never reads it half-written. Returns the
+    ``time.monotonic()`` taken just before."""
     began = time.monotonic()
-    path.write_text(dedent(text), encoding="utf-8")
+    partial = path.with_name(f".{path.name}.saving")
+    partial.write_text(dedent(text), encoding="utf-8")
+    os.replace(partial, path)
     return began
 
 
